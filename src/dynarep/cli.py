@@ -1,0 +1,78 @@
+"""The `dynarep` command: one entry point, one subcommand per job.
+
+Errors in the user's input or data exit with status 2 and one line on stderr; `--debug` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from dynarep.errors import DynarepError
+
+
+@dataclass
+class InfoArgs:
+    """Summarise a dataset: episodes, steps, keys, shapes, tasks, bytes per step."""
+
+    path: tyro.conf.Positional[Path]
+    """A zarr dataset (ours, or DP3's/AFRO's layout)."""
+
+
+def _commands() -> dict[str, type]:
+    from dynarep.sim.collect import CollectConfig
+
+    return {"collect": CollectConfig, "info": InfoArgs}
+
+
+def run_info(args: InfoArgs) -> None:
+    from dynarep.data.store import ZarrDataset
+
+    print(ZarrDataset.open(args.path).format_summary())
+
+
+def run_collect(cfg) -> None:
+    from dynarep.sim.collect import collect
+
+    out = collect(cfg)
+    from dynarep.data.store import ZarrDataset
+
+    ds = ZarrDataset.open(out)
+    print(ds.format_summary())
+
+
+def dispatch(cfg: object) -> None:
+    from dynarep.sim.collect import CollectConfig
+
+    handlers = {CollectConfig: run_collect, InfoArgs: run_info}
+    handlers[type(cfg)](cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    cfg = tyro.extras.subcommand_cli_from_dict(
+        _commands(), args=argv, prog="dynarep",
+        description="dynarep: dynamics-aware 3D representations for robot manipulation (add --debug for tracebacks)",
+    )
+    try:
+        dispatch(cfg)
+    except DynarepError as e:
+        if debug:
+            raise
+        print(f"dynarep: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dynarep: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

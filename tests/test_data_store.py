@@ -118,18 +118,43 @@ def test_overwrite_replaces_store_atomically(store: Path) -> None:
 
 
 def test_crash_during_write_removes_temp_and_keeps_old_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_write = store_module._write_store
+    real_swap = store_module._swap_into_place
 
-    def write_then_crash(target: Path, *args: object) -> None:
-        real_write(target, *args)
-        assert target.name.startswith(".demo.zarr.tmp-") and target.exists()
+    def crash_before_swap(tmp: Path, path: Path) -> None:
+        assert tmp.name.startswith(".demo.zarr.tmp-") and tmp.exists()
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_module, "_write_store", write_then_crash)
+    monkeypatch.setattr(store_module, "_swap_into_place", crash_before_swap)
     with pytest.raises(OSError, match="disk full"):
         write_dataset(store, synthetic_arrays(seed=1), EPISODE_ENDS, overwrite=True)
     assert [p.name for p in store.parent.iterdir()] == ["demo.zarr"]
     np.testing.assert_array_equal(ZarrDataset.open(store).read("state"), synthetic_arrays()["state"])
+    assert real_swap is not crash_before_swap
+
+
+def test_writer_streams_episodes_and_equals_write_dataset(tmp_path: Path) -> None:
+    arrays = synthetic_arrays()
+    whole = write_dataset(tmp_path / "whole.zarr", arrays, EPISODE_ENDS)
+    with store_module.DatasetWriter(tmp_path / "streamed.zarr") as writer:
+        start = 0
+        for i, end in enumerate(EPISODE_ENDS):
+            writer.add_episode({k: v[start:end] for k, v in arrays.items()}, {"episode_seed": 10 + i})
+            start = end
+    a, b = ZarrDataset.open(whole), ZarrDataset.open(tmp_path / "streamed.zarr")
+    for key in a.keys:
+        np.testing.assert_array_equal(a.read(key), b.read(key))
+    assert b.episode_info(1)["seed"] == 11
+
+
+def test_writer_rejects_an_episode_of_another_shape_and_leaves_nothing(tmp_path: Path) -> None:
+    arrays = synthetic_arrays()
+    with pytest.raises(DataError, match=r"point_cloud.*episode 1"):
+        with store_module.DatasetWriter(tmp_path / "x.zarr") as writer:
+            writer.add_episode({k: v[:3] for k, v in arrays.items()})
+            bad = {k: v[:3] for k, v in arrays.items()}
+            bad["point_cloud"] = bad["point_cloud"][:, :5]
+            writer.add_episode(bad)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_attrs_must_be_json(tmp_path: Path) -> None:

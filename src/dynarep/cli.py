@@ -22,6 +22,8 @@ class InfoArgs:
 
     path: tyro.conf.Positional[Path]
     """A zarr dataset (ours, or DP3's/AFRO's layout)."""
+    check: bool = False
+    """Also read every point cloud, state and action and fail on NaN or inf."""
 
 
 def _commands() -> dict[str, type]:
@@ -33,7 +35,12 @@ def _commands() -> dict[str, type]:
 def run_info(args: InfoArgs) -> None:
     from dynarep.data.store import ZarrDataset
 
-    print(ZarrDataset.open(args.path).format_summary())
+    ds = ZarrDataset.open(args.path)
+    if args.check:
+        for key in ("point_cloud", "state", "action"):
+            if key in ds:
+                ds.check_finite(key)
+    print(ds.format_summary())
 
 
 def run_collect(cfg) -> None:

@@ -3,10 +3,11 @@
 from dynarep.data.geometry import crop_mask, farthest_point_sample, point_flow, quat_to_mat
 from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler, create_indices, index_table, split_episodes
-from dynarep.data.store import FORMAT_VERSION, ZarrDataset, write_dataset
+from dynarep.data.store import FORMAT_VERSION, DatasetWriter, ZarrDataset, write_dataset
 
 __all__ = [
     "FORMAT_VERSION",
+    "DatasetWriter",
     "MinMaxNormalizer",
     "SequenceSampler",
     "ZarrDataset",

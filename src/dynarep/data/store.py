@@ -173,25 +173,124 @@ def _validate_arrays_for_write(
             )
 
 
-def _write_store(
-    target: Path,
-    arrays: Mapping[str, np.ndarray],
-    ends: np.ndarray,
-    meta: Mapping[str, np.ndarray],
-    attrs: Mapping[str, Any],
-    chunk_steps: int,
-) -> None:
-    """Write every group, array and attribute into a fresh directory."""
-    root = zarr.open_group(str(target), mode="w", zarr_format=2)
-    data = root.require_group(DATA_GROUP)
-    for key, arr in arrays.items():
-        chunks = (min(chunk_steps, arr.shape[0]), *arr.shape[1:])
-        data.create_array(key, data=arr, chunks=chunks, compressors=_blosc())
-    meta_group = root.require_group(META_GROUP)
-    meta_group.create_array(EPISODE_ENDS, data=ends, chunks=ends.shape, compressors=_blosc())
-    for key, arr in meta.items():
-        meta_group.create_array(key, data=arr, chunks=arr.shape, compressors=_blosc())
-    root.attrs.update(dict(attrs))
+class DatasetWriter:
+    """Writes a store episode by episode, so a collection never holds all of it in memory.
+
+    Everything goes into a hidden sibling temp directory; `close()` adds episode ends, per-episode
+    meta and attributes, validates the layout and renames the directory onto `path`. Leaving the
+    `with` block by an exception removes the temp directory and leaves `path` untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], chunk_steps: int = DEFAULT_CHUNK_STEPS,
+                 overwrite: bool = False, attrs: Mapping[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+        if self.path.exists() and not overwrite:
+            raise DataError(f"{self.where}: already exists; pass overwrite=True to replace it")
+        if chunk_steps < 1:
+            raise DataError(f"{self.where}: chunk_steps is {chunk_steps} but expected >= 1")
+        self.chunk_steps, self.overwrite = chunk_steps, overwrite
+        self.attrs: dict[str, Any] = dict(attrs or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+        if self._tmp.exists():
+            shutil.rmtree(self._tmp)  # left by an earlier crashed run with the same pid
+        self._root = zarr.open_group(str(self._tmp), mode="w", zarr_format=2)
+        self._data = self._root.require_group(DATA_GROUP)
+        self._arrays: dict[str, zarr.Array] = {}
+        self._ends: list[int] = []
+        self._meta: dict[str, list] = {}
+
+    def add_episode(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any] | None = None) -> None:
+        """Append one episode: (L, ...) arrays under the same keys as every other episode."""
+        self.add_steps(arrays, [self._check_length(arrays)], meta=[dict(meta or {})])
+
+    def add_steps(self, arrays: Mapping[str, np.ndarray], lengths: Iterable[int],
+                  meta: list[Mapping[str, Any]] | None = None) -> None:
+        """Append several episodes at once, given their lengths (used by `write_dataset`)."""
+        lengths = [int(n) for n in lengths]
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        total = self._check_length(arrays)
+        if sum(lengths) != total or any(n <= 0 for n in lengths):
+            raise DataError(f"{self.where}: episode lengths {lengths} do not add up to the {total} steps given")
+        if self._arrays and set(arrays) != set(self._arrays):
+            raise DataError(
+                f"{self.where}: episode {len(self._ends)} has keys {sorted(arrays)} but earlier episodes have "
+                f"{sorted(self._arrays)}"
+            )
+        for key, arr in arrays.items():
+            if arr.dtype.kind not in "biuf":
+                raise DataError(f"{self.where}: key '{DATA_GROUP}/{key}' has dtype {arr.dtype} but expected bool, int or float")
+            if key in FINITE_KEYS and (index := _first_non_finite(arr)) is not None:
+                offset = self._ends[-1] if self._ends else 0
+                _raise_non_finite(self.where, key, (index[0] + offset, *index[1:]), arr[index])
+        for key, arr in arrays.items():
+            self._append(key, arr)
+        for n in lengths:
+            self._ends.append((self._ends[-1] if self._ends else 0) + n)
+        for m in meta or [{}] * len(lengths):
+            for key, value in m.items():
+                column = self._meta.setdefault(key, [None] * (len(self._ends) - len(lengths)))
+                column.append(value)
+        for column in self._meta.values():  # keys missing from this episode's meta stay None
+            column.extend([None] * (len(self._ends) - len(column)))
+
+    def _check_length(self, arrays: Mapping[str, np.ndarray]) -> int:
+        lengths = {k: (np.shape(v)[0] if np.ndim(v) else 0) for k, v in arrays.items()}
+        if not lengths or len(set(lengths.values())) != 1 or 0 in lengths.values():
+            raise DataError(f"{self.where}: episode {len(self._ends)} arrays disagree on their number of steps: {lengths}")
+        return next(iter(lengths.values()))
+
+    def _append(self, key: str, arr: np.ndarray) -> None:
+        if key not in self._arrays:
+            self._arrays[key] = self._data.create_array(
+                key, shape=(0, *arr.shape[1:]), dtype=arr.dtype, chunks=(self.chunk_steps, *arr.shape[1:]),
+                compressors=_blosc(), fill_value=0,
+            )
+        target = self._arrays[key]
+        if target.shape[1:] != arr.shape[1:]:
+            raise DataError(
+                f"{self.where}: key '{DATA_GROUP}/{key}' of episode {len(self._ends)} has shape {arr.shape} but earlier "
+                f"episodes have (L, {', '.join(map(str, target.shape[1:]))})"
+            )
+        target.append(arr.astype(target.dtype, copy=False), axis=0)
+
+    def close(self) -> Path:
+        if not self._ends:
+            raise DataError(f"{self.where}: no episode was written")
+        ends = np.asarray(self._ends, dtype=np.int64)
+        _validate_layout(self.where, {k: a.shape for k, a in self._arrays.items()}, int(ends[-1]))
+        meta_group = self._root.require_group(META_GROUP)
+        meta_group.create_array(EPISODE_ENDS, data=ends, chunks=ends.shape, compressors=_blosc())
+        for key, column in self._meta.items():
+            if any(v is None for v in column):
+                raise DataError(f"{self.where}: meta key '{key}' is missing for some episodes")
+            arr = np.asarray(column)
+            meta_group.create_array(key, data=arr, chunks=arr.shape, compressors=_blosc())
+        attrs = _to_json({"dynarep_format": FORMAT_VERSION, **self.attrs}, self.where, "attrs")
+        try:
+            json.dumps(attrs)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.where}: attributes are not JSON-serialisable: {exc}") from exc
+        self._root.attrs.update(attrs)
+        if self.path.exists() and not self.overwrite:
+            raise DataError(f"{self.where}: was created by someone else while writing; not replacing it")
+        _swap_into_place(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._tmp.exists():
+            shutil.rmtree(self._tmp)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.close()
+        finally:
+            self.abort()
 
 
 def _swap_into_place(tmp: Path, path: Path) -> None:
@@ -249,18 +348,10 @@ def write_dataset(
     except (TypeError, ValueError) as exc:
         raise DataError(f"{where}: attributes are not JSON-serialisable: {exc}") from exc
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an earlier crashed run with the same pid
-    try:
-        _write_store(tmp, np_arrays, ends, np_meta, json_attrs, chunk_steps)
-        if path.exists() and not overwrite:
-            raise DataError(f"{where}: was created by someone else while writing; not replacing it")
-        _swap_into_place(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    lengths = np.diff(ends, prepend=0)
+    per_episode = [{k: v[i] for k, v in np_meta.items()} for i in range(ends.size)]
+    with DatasetWriter(path, chunk_steps=chunk_steps, overwrite=overwrite, attrs=json_attrs) as writer:
+        writer.add_steps(np_arrays, lengths, meta=per_episode)
     return path
 
 

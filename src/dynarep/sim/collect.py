@@ -24,6 +24,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
+from dynarep.config import to_dict
 from dynarep.errors import ConfigError, DataError, DynarepError
 from dynarep.sim.scene import DEMO_STREAM, MetaWorldScene, ObservationConfig, episode_seed, make_expert
 from dynarep.sim.tasks import DIFFICULTY, INSTRUCTIONS, expand_tasks
@@ -125,7 +126,8 @@ def run_attempt(parts: str, task: str, attempt: int, cfg_json: str) -> dict:
     scene = _scene(task, obs, cfg["max_steps"])
     seed = episode_seed(cfg["seed"], DEMO_STREAM, task, attempt)
     arrays, ok = run_expert_episode(scene, seed, cfg["max_steps"])
-    summary = {"success": ok, "length": int(len(arrays["action"])), "seed": seed, "rand_vec": scene.rand_vec.tolist()}
+    summary = {"success": ok, "length": int(len(arrays["action"])), "seed": seed, "rand_vec": scene.rand_vec.tolist(),
+               "body_names": scene.body_names()}
     path = _attempt_path(Path(parts), task, attempt, ok)
     if ok:
         buf = io.BytesIO()
@@ -226,6 +228,7 @@ def collect(cfg: CollectConfig) -> Path:
     if out.exists() and not cfg.overwrite:
         raise DataError(f"{out} exists already; pass --overwrite to replace it or choose another --out")
     parts = out.with_name(out.name + ".partial")
+    camera_setup(tasks[0], cfg.obs)  # fail on a bad camera before any work starts
     settings = data_settings(cfg, tasks)
     _prepare_parts(parts, settings)
     cfg_json = json.dumps(settings)
@@ -239,17 +242,23 @@ def collect(cfg: CollectConfig) -> Path:
     finally:
         runner.close()
     attrs = _dataset_attrs(cfg, tasks, parts, stats, time.time() - start)
-    writer = DatasetWriter(out, chunk_steps=cfg.chunk_steps, overwrite=cfg.overwrite)
-    with writer:
+    n_bodies = max(len(names) for names in attrs["body_names"].values())
+    with DatasetWriter(out, chunk_steps=cfg.chunk_steps, overwrite=cfg.overwrite, attrs=attrs) as writer:
         for ti, task in enumerate(tasks):
             for attempt in stats[task]["kept_attempts"]:
                 path = _attempt_path(parts, task, attempt, True)
                 summary = json.loads(path.with_suffix(".json").read_text())
                 with np.load(path, allow_pickle=False) as z:
-                    writer.add_episode({k: z[k] for k in z.files}, {"episode_task": ti, "episode_seed": summary["seed"]})
-        writer.attrs.update(attrs)
+                    arrays = {k: pad_bodies(z[k], n_bodies) if k.startswith("body_") else z[k] for k in z.files}
+                writer.add_episode(arrays, {"episode_task": np.int16(ti), "episode_seed": np.int64(summary["seed"])})
     shutil.rmtree(parts, ignore_errors=True)
     return out
+
+
+def pad_bodies(poses: np.ndarray, n_bodies: int) -> np.ndarray:
+    """Tasks have different numbers of bodies; pad (L, B, k) pose arrays with NaN to a common B."""
+    pad = n_bodies - poses.shape[1]
+    return np.concatenate([poses, np.full((poses.shape[0], pad, poses.shape[2]), np.nan, poses.dtype)], 1) if pad else poses
 
 
 def _prepare_parts(parts: Path, settings: dict) -> None:
@@ -267,50 +276,52 @@ def _prepare_parts(parts: Path, settings: dict) -> None:
 
 
 def _dataset_attrs(cfg: CollectConfig, tasks: list[str], parts: Path, stats: dict, seconds: float) -> dict:
-    import metaworld  # noqa: F401  (for its version)
+    from importlib.metadata import version
+
     import mujoco
     import zarr
-    from importlib.metadata import version
 
     import dynarep
 
-    first = _SCENE_INFO(tasks, cfg)
+    body_names = {}
+    for task in tasks:
+        first = _attempt_path(parts, task, stats[task]["kept_attempts"][0], True).with_suffix(".json")
+        body_names[task] = json.loads(first.read_text())["body_names"]
     return {
         "dynarep_format": 1,
         "source": "metaworld",
         "tasks": tasks,
         "instructions": {t: INSTRUCTIONS[t] for t in tasks},
         "difficulty": {t: DIFFICULTY[t] for t in tasks},
-        "cameras": first["cameras"],
-        "body_names": first["body_names"],
+        "cameras": camera_setup(tasks[0], cfg.obs),
+        "body_names": body_names,
         "crop": {"low": list(cfg.obs.crop_low), "high": list(cfg.obs.crop_high)},
-        "sampling": {"num_points": cfg.obs.num_points, "method": "fps (fpsample bucket kd-line)",
+        "sampling": {"num_points": cfg.obs.num_points, "method": "farthest point (fpsample QuickFPS)",
                      "point_render_size": cfg.obs.point_render_size, "color": cfg.obs.point_color},
         "collection": {
             "seed": cfg.seed, "episodes_per_task": cfg.episodes, "max_steps": cfg.max_steps,
-            "stop_on_success": True, "seconds": round(seconds, 1),
+            "stop_on_success": True, "seconds": round(seconds, 1), "workers": cfg.workers,
             "per_task": {t: {"kept": len(s["kept_attempts"]), "tries": s["tries"]} for t, s in stats.items()},
         },
+        "config": to_dict(cfg),
         "versions": {"dynarep": dynarep.__version__, "metaworld": version("metaworld"), "mujoco": mujoco.__version__,
                      "zarr": zarr.__version__, "numpy": np.__version__},
     }
 
 
-def _SCENE_INFO(tasks: list[str], cfg: CollectConfig) -> dict:
-    """Camera set-up and body names per task, read from the models (no rendering needed)."""
+def camera_setup(task: str, obs: ObservationConfig) -> list[dict]:
+    """Intrinsics of the stored images per camera; raises ConfigError for a camera the scene lacks."""
     from dynarep.sim import render
     from dynarep.sim.scene import make_env
 
-    cameras, names = None, {}
-    for task in tasks:
-        env = make_env(task)
-        names[task] = [env.model.body(i).name or f"body{i}" for i in range(env.model.nbody)]
-        if cameras is None:
-            s = cfg.obs.image_size
-            cameras = []
-            for c in cfg.obs.cameras:
-                cid = render.camera_id(env.model, c)
-                cameras.append({"name": c, "width": s, "height": s, "intrinsics": render.intrinsics(env.model, cid, s, s).tolist(),
-                                "point_render_size": cfg.obs.point_render_size, "extrinsics_convention": "opencv, camera-to-world, per step in data/extrinsics[_<camera>]"})
+    env = make_env(task)
+    try:
+        s = obs.image_size
+        return [
+            {"name": c, "width": s, "height": s, "intrinsics": render.intrinsics(env.model, render.camera_id(env.model, c), s, s).tolist(),
+             "point_render_size": obs.point_render_size,
+             "extrinsics": "per step in data/extrinsics[_<camera>], OpenCV convention, camera-to-world"}
+            for c in obs.cameras
+        ]
+    finally:
         env.close()
-    return {"cameras": cameras, "body_names": names}

@@ -181,14 +181,6 @@ class MetaWorldScene:
         return {"point_cloud": cloud, "point_body": body[idx].astype(np.int16)}
 
     # --- metadata --------------------------------------------------------------------------
-    def camera_info(self) -> list[dict]:
-        s = self.cfg.image_size
-        return [
-            {"name": n, "width": s, "height": s, "intrinsics": render.intrinsics(self.model, c, s, s).tolist(),
-             "point_render_size": self.cfg.point_render_size, "convention": "opencv camera-to-world"}
-            for n, c in zip(self.cfg.cameras, self.camera_ids)
-        ]
-
     def body_names(self) -> list[str]:
         return [self.model.body(i).name or f"body{i}" for i in range(self.model.nbody)]
 

@@ -35,8 +35,7 @@ def expert_steps(task: str, steps: int, render_fn=None) -> float:
     expert = make_expert(task)
     done, t0, ep = 0, time.perf_counter(), 0
     while done < steps:
-        scene.reset(episode_seed(0, DEMO_STREAM, task, ep))
-        obs = scene.env._last_stable_obs
+        obs = scene.reset(episode_seed(0, DEMO_STREAM, task, ep)).obs
         for _ in range(150):
             obs, _, _, _, info = scene.env.step(np.clip(expert.get_action(obs), -1, 1))
             if render_fn is not None:

@@ -82,9 +82,29 @@ def _collect_cmd(out: Path) -> list[str]:
             "--seed", "7", "--out", str(out), *SMALL]
 
 
-def test_killed_collection_resumes_to_the_same_dataset(tmp_path):
-    whole, cut = tmp_path / "whole.zarr", tmp_path / "cut.zarr"
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    whole = tmp_path_factory.mktemp("whole") / "whole.zarr"
     subprocess.run(_collect_cmd(whole), check=True, capture_output=True, timeout=600)
+    return whole
+
+
+def _assert_same_dataset(a_path: Path, b_path: Path) -> None:
+    a, b = ZarrDataset.open(a_path), ZarrDataset.open(b_path)
+    np.testing.assert_array_equal(a.episode_ends, b.episode_ends)
+    assert a.keys == b.keys
+    for key in a.keys:
+        np.testing.assert_array_equal(a.read(key), b.read(key), err_msg=key)
+
+
+def test_two_workers_give_the_same_dataset_as_one(uninterrupted, tmp_path):
+    out = tmp_path / "w2.zarr"
+    subprocess.run(_collect_cmd(out) + ["--workers", "2"], check=True, capture_output=True, timeout=600)
+    _assert_same_dataset(uninterrupted, out)
+
+
+def test_killed_collection_resumes_to_the_same_dataset(uninterrupted, tmp_path):
+    cut = tmp_path / "cut.zarr"
     proc = subprocess.Popen(_collect_cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = Path(str(cut) + ".partial") / "attempts" / "button-press"
     deadline = time.time() + 300
@@ -95,11 +115,7 @@ def test_killed_collection_resumes_to_the_same_dataset(tmp_path):
     assert list(parts.glob("*.npz")), "the first episode should have been saved before the kill"
     assert not cut.exists(), "a killed collection must not leave a dataset behind"
     subprocess.run(_collect_cmd(cut), check=True, capture_output=True, timeout=600)
-    a, b = ZarrDataset.open(whole), ZarrDataset.open(cut)
-    np.testing.assert_array_equal(a.episode_ends, b.episode_ends)
-    assert a.keys == b.keys
-    for key in a.keys:
-        np.testing.assert_array_equal(a.read(key), b.read(key), err_msg=key)
+    _assert_same_dataset(uninterrupted, cut)
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -151,3 +167,13 @@ def test_every_command_has_help():
     for cmd in (["--help"], ["collect", "--help"], ["info", "--help"]):
         proc = dynarep(*cmd)
         assert "usage" in proc.stdout.lower()
+
+
+@pytest.mark.slow
+def test_every_metaworld_task_collects(tmp_path):
+    """All 50 tasks: one expert episode each, at tiny sizes (about 4 minutes on two cores)."""
+    out = tmp_path / "all.zarr"
+    dynarep("collect", "--task", "all", "--episodes", "1", "--out", str(out), "--workers", "2",
+            "--max-steps", "500", "--image-size", "16", "--point-render-size", "128", "--num-points", "64")
+    ds = ZarrDataset.open(out)
+    assert ds.n_episodes == 50 and len(set(ds.tasks)) == 50

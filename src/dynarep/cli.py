@@ -26,10 +26,32 @@ class InfoArgs:
     """Also read every point cloud, state and action and fail on NaN or inf."""
 
 
+@dataclass
+class ShowArgs:
+    """Draw one step of a dataset as a 3D point cloud, coloured by body, with its 3D flow."""
+
+    path: tyro.conf.Positional[Path]
+    """A zarr dataset."""
+    out: Path = Path("point_cloud.png")
+    """Output image (png, pdf or svg)."""
+    episode: int = 0
+    step: int = 0
+    flow: int = 0
+    """Also draw the exact 3D flow of every point to step + FLOW (0: none)."""
+
+
 def _commands() -> dict[str, type]:
     from dynarep.sim.collect import CollectConfig
 
-    return {"collect": CollectConfig, "info": InfoArgs}
+    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs}
+
+
+def run_show(args: ShowArgs) -> None:
+    from dynarep.data.store import ZarrDataset
+    from dynarep.evaluation.plots import plot_point_cloud
+
+    plot_point_cloud(ZarrDataset.open(args.path), args.episode, args.step, args.flow, out=args.out)
+    print(f"wrote {args.out}")
 
 
 def run_info(args: InfoArgs) -> None:
@@ -56,7 +78,7 @@ def run_collect(cfg) -> None:
 def dispatch(cfg: object) -> None:
     from dynarep.sim.collect import CollectConfig
 
-    handlers = {CollectConfig: run_collect, InfoArgs: run_info}
+    handlers = {CollectConfig: run_collect, InfoArgs: run_info, ShowArgs: run_show}
     handlers[type(cfg)](cfg)
 
 

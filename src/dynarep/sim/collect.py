@@ -209,8 +209,8 @@ def collect_task(task: str, cfg: CollectConfig, parts: Path, runner: _Runner, cf
         tries += 1
         if result["success"]:
             kept.append(attempt)
-            progress.update(1)
-        progress.set_postfix_str(f"{task}: {len(kept)}/{cfg.episodes} kept, {tries} tries")
+        progress.set_postfix_str(f"{task}: {len(kept)}/{cfg.episodes} kept, {tries} tries", refresh=False)
+        progress.update(int(result["success"]))
     for _, fut in pending:  # attempts beyond the last kept one are not part of the dataset
         fut.cancel()
     return {"kept_attempts": kept, "tries": tries, "failed": tries - len(kept)}

@@ -41,9 +41,26 @@ class ShowArgs:
 
 
 def _commands() -> dict[str, type]:
+    from dynarep.evaluation.rollout import EvalArgs
     from dynarep.sim.collect import CollectConfig
+    from dynarep.training.train_policy import TrainPolicyArgs
 
-    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs}
+    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "train": TrainPolicyArgs, "eval": EvalArgs}
+
+
+def run_train(args) -> None:
+    from dynarep.training.train_policy import train_policy
+
+    out = train_policy(args)
+    print(f"policy written to {out / 'policy'}")
+
+
+def run_eval(args) -> None:
+    from dynarep.evaluation.rollout import evaluate, format_result
+
+    report = evaluate(args)
+    print(format_result(report))
+    print(f"wrote {args.out}")
 
 
 def run_show(args: ShowArgs) -> None:
@@ -76,10 +93,9 @@ def run_collect(cfg) -> None:
 
 
 def dispatch(cfg: object) -> None:
-    from dynarep.sim.collect import CollectConfig
-
-    handlers = {CollectConfig: run_collect, InfoArgs: run_info, ShowArgs: run_show}
-    handlers[type(cfg)](cfg)
+    handlers = {"CollectConfig": run_collect, "InfoArgs": run_info, "ShowArgs": run_show,
+                "TrainPolicyArgs": run_train, "EvalArgs": run_eval}
+    handlers[type(cfg).__name__](cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

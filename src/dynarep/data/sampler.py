@@ -113,8 +113,13 @@ class SequenceSampler:
         pad_before: int = 0,
         pad_after: int = 0,
         episode_mask: Sequence[bool] | np.ndarray | None = None,
+        key_steps: Mapping[str, int] | None = None,
     ) -> None:
-        """Precompute every window's per-step index table; ``data`` arrays are not copied."""
+        """Precompute every window's per-step index table; ``data`` arrays are not copied.
+
+        ``key_steps`` limits a key to the first k steps of each window: a policy needs the point
+        cloud of its observation steps only, and gathering all of them is most of a batch's cost.
+        """
         ends = _as_episode_ends(episode_ends)
         n_steps = int(ends[-1]) if ends.size else 0
         self._data = {key: np.asarray(arr) for key, arr in data.items()}
@@ -126,6 +131,7 @@ class SequenceSampler:
         self.sequence_length = int(sequence_length)
         self.indices = create_indices(ends, sequence_length, pad_before, pad_after, episode_mask)
         self._table = index_table(self.indices, self.sequence_length)
+        self._steps = {key: int((key_steps or {}).get(key, self.sequence_length)) for key in self._data}
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -147,12 +153,12 @@ class SequenceSampler:
         if not -len(self) <= i < len(self):
             raise IndexError(f"window {i} out of range for a sampler of {len(self)} windows")
         steps = self._table[i]
-        return {key: arr[steps] for key, arr in self._data.items()}
+        return {key: arr[steps[: self._steps[key]]] for key, arr in self._data.items()}
 
     def sample_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """Windows as {key: (batch, sequence_length, ...)} with a single gather per key."""
         steps = self._table[np.asarray(indices, dtype=np.int64)]
-        return {key: arr[steps] for key, arr in self._data.items()}
+        return {key: arr[steps[:, : self._steps[key]]] for key, arr in self._data.items()}
 
 
 def split_episodes(

@@ -1,0 +1,226 @@
+"""`dynarep eval`: closed-loop rollouts of a trained policy in MetaWorld, with honest statistics.
+
+Episodes use configuration seeds from the evaluation stream (never those of the demonstrations),
+and the observation pipeline of collection (same cameras, crop, sampling), read from the dataset
+the policy was trained on. Beside every policy, on the same seeds, the *blind replay* baseline:
+the mean demonstration action sequence executed open loop, which shows how much of a success
+rate the observation earns.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dynarep.config import save_json
+from dynarep.errors import ConfigError
+
+
+@dataclass
+class EvalArgs:
+    """Roll out a trained policy in MetaWorld and write success statistics as JSON."""
+
+    policy: Path = Path("runs/policy")
+    """A `dynarep train` output directory."""
+    task: str | None = None
+    """MetaWorld task; default: the task of the training data when there is one."""
+    episodes: int = 20
+    """Episodes per evaluation seed."""
+    seeds: tuple[int, ...] = (0,)
+    """Evaluation seeds; each draws `episodes` fresh configurations from the evaluation stream."""
+    out: Path = Path("eval.json")
+    max_steps: int = 200
+    blind_replay: bool = True
+    """Also run the mean demonstration actions open loop on the same configurations."""
+    gifs: int = 0
+    """Save this many episodes (successes and failures alternately) as GIFs beside --out."""
+    device: str = "cpu"
+    sample_seed: int = 0
+    """Seed of the policy's diffusion noise."""
+
+
+@dataclass
+class EpisodeResult:
+    seed: int
+    index: int
+    env_seed: int
+    success: bool
+    length: int
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def bootstrap_ci(outcomes: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of a success rate over episodes."""
+    outcomes = np.asarray(outcomes, dtype=np.float64)
+    if outcomes.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(outcomes, size=(n, outcomes.size), replace=True).mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def mean_demo_actions(demo_paths: list[str], task: str) -> np.ndarray:
+    """The per-step mean of a task's demonstration actions; episodes that ended hold still."""
+    from dynarep.data.store import ZarrDataset
+
+    episodes = []
+    for path in demo_paths:
+        ds = ZarrDataset.open(path)
+        actions = ds.read("action")
+        for e in range(ds.n_episodes):
+            if ds.episode_info(e)["task"] in (task, None):
+                episodes.append(actions[ds.episode_slice(e)])
+    if not episodes:
+        raise ConfigError(f"no demonstration of task '{task}' in {demo_paths} for the blind replay")
+    longest = max(len(a) for a in episodes)
+    padded = np.full((len(episodes), longest, episodes[0].shape[1]), np.nan, np.float32)
+    for i, a in enumerate(episodes):
+        padded[i, : len(a)] = a
+    return np.nanmean(padded, axis=0)
+
+
+def observation_config(policy_meta: dict):
+    """The observation pipeline of the training data (ours records it; DP3 stores fall back to defaults)."""
+    from dynarep.sim.scene import ObservationConfig
+
+    obs = policy_meta.get("observation") or {}
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in obs.items() if k in ObservationConfig.__dataclass_fields__}
+    return ObservationConfig(**fields)
+
+
+class PolicyRunner:
+    """Keeps the last n_obs_steps observations and executes action chunks."""
+
+    def __init__(self, policy, device: str, sample_seed: int):
+        self.policy, self.device = policy, torch.device(device)
+        self.n_obs = policy.cfg.n_obs_steps
+        self.generator = torch.Generator(device=self.device).manual_seed(sample_seed)
+        self.history: list[dict[str, np.ndarray]] = []
+
+    def reset(self) -> None:
+        self.history = []
+
+    def act(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        obs = {"point_cloud": arrays["point_cloud"], "state": arrays["state"]}
+        self.history = (self.history or [obs] * self.n_obs)[1:] + [obs]
+        batch = {k: torch.from_numpy(np.stack([h[k] for h in self.history])[None]).float().to(self.device) for k in obs}
+        with torch.inference_mode():
+            return self.policy.predict_action(batch, generator=self.generator)[0].cpu().numpy()
+
+
+def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None = None) -> tuple[bool, int, dict]:
+    """One closed-loop episode; `act(arrays, t)` returns a chunk of actions to execute."""
+    timing = {"sim_and_render": 0.0, "policy": 0.0}
+    t0 = time.perf_counter()
+    step_obs = scene.reset(env_seed)
+    timing["sim_and_render"] += time.perf_counter() - t0
+    t, success = 0, False
+    while t < max_steps and not success:
+        t0 = time.perf_counter()
+        chunk = act(step_obs.arrays, t)
+        timing["policy"] += time.perf_counter() - t0
+        for action in chunk:
+            t0 = time.perf_counter()
+            step_obs, _, success, truncated = scene.step(action)
+            timing["sim_and_render"] += time.perf_counter() - t0
+            if frames is not None and "img" in step_obs.arrays:
+                frames.append(np.rot90(step_obs.arrays["img"], 2))  # MetaWorld's corner cameras are upside down
+            t += 1
+            if success or truncated or t >= max_steps:
+                break
+    return success, t, timing
+
+
+def evaluate(args: EvalArgs) -> dict:
+    from dynarep.sim.scene import EVAL_STREAM, MetaWorldScene, episode_seed
+    from dynarep.sim.tasks import canonical_task
+    from dynarep.training.checkpoint import load_checkpoint
+    from dynarep.training.train_policy import load_policy
+
+    start = time.time()
+    if args.episodes <= 0 or not args.seeds:
+        raise ConfigError("--episodes must be positive and --seeds non-empty")
+    policy = load_policy(args.policy, args.device)
+    policy_dir = Path(args.policy) / "policy" if (Path(args.policy) / "policy").is_dir() else Path(args.policy)
+    _, meta = load_checkpoint(policy_dir)
+    tasks = sorted({t for src in meta.get("data", []) for t in src.get("tasks", [])})
+    task = canonical_task(args.task) if args.task else (tasks[0] if len(tasks) == 1 else None)
+    if task is None:
+        raise ConfigError(f"--task is needed: the policy was trained on {tasks or 'data without task names'}")
+    obs_cfg = observation_config(meta)
+    obs_cfg.store_images = args.gifs > 0
+    scene = MetaWorldScene(task, obs_cfg, max_steps=args.max_steps)
+    runner = PolicyRunner(policy, args.device, args.sample_seed)
+    results, gifs = [], []
+    demo_paths = [src["path"] for src in meta.get("data", [])]
+    replay = mean_demo_actions(demo_paths, task) if args.blind_replay else None
+    blind = []
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(args.seeds) * args.episodes, desc=f"eval {task}", unit="ep", dynamic_ncols=True) as bar:
+        for seed in args.seeds:
+            for i in range(args.episodes):
+                env_seed = episode_seed(seed, EVAL_STREAM, task, i)
+                runner.reset()
+                frames = [] if len(gifs) < args.gifs else None
+                ok, length, timing = run_episode(scene, env_seed, args.max_steps, lambda a, t: runner.act(a), frames)
+                results.append(EpisodeResult(seed, i, env_seed, ok, length, timing))
+                if frames is not None:
+                    gifs.append((ok, frames))
+                if replay is not None:
+                    ok_b, len_b, _ = run_episode(scene, env_seed, min(args.max_steps, len(replay)),
+                                                 lambda a, t: replay[t:])
+                    blind.append(EpisodeResult(seed, i, env_seed, ok_b, len_b))
+                bar.update(1)
+                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+    scene.close()
+    report = summarise(results, args, task, "final checkpoint (EMA weights), fresh evaluation configurations")
+    report["policy"] = str(args.policy)
+    report["trained_on"] = meta.get("data")
+    if blind:
+        report["blind_replay"] = summarise(blind, args, task, "mean demonstration actions, open loop, same configurations")
+    report["gifs"] = save_gifs(gifs, Path(args.out))
+    report["wall_seconds"] = round(time.time() - start, 1)
+    total = {k: float(sum(r.timing.get(k, 0.0) for r in results)) for k in ("sim_and_render", "policy")}
+    report["time_split_seconds"] = total
+    save_json(report, Path(args.out))
+    return report
+
+
+def summarise(results: list[EpisodeResult], args: EvalArgs, task: str, protocol: str) -> dict:
+    outcomes = np.array([r.success for r in results], dtype=np.float64)
+    per_seed = {str(s): float(np.mean([r.success for r in results if r.seed == s])) for s in args.seeds}
+    return {
+        "task": task, "protocol": protocol, "success_rate": float(outcomes.mean()), "ci95": list(bootstrap_ci(outcomes)),
+        "episodes": int(outcomes.size), "seeds": list(args.seeds), "per_seed": per_seed,
+        "mean_length": float(np.mean([r.length for r in results])),
+        "outcomes": [{"seed": r.seed, "index": r.index, "env_seed": r.env_seed, "success": bool(r.success),
+                      "length": r.length} for r in results],
+    }
+
+
+def save_gifs(gifs: list[tuple[bool, list]], out: Path) -> list[str]:
+    if not gifs:
+        return []
+    import imageio.v3 as iio
+
+    paths = []
+    for i, (ok, frames) in enumerate(gifs):
+        path = out.with_name(f"{out.stem}_episode{i}_{'success' if ok else 'failure'}.gif")
+        iio.imwrite(path, np.stack(frames[::2]), duration=80, loop=0)
+        paths.append(path.name)
+    return paths
+
+
+def format_result(report: dict) -> str:
+    line = (f"{report['task']}: success {report['success_rate']:.2f} "
+            f"[{report['ci95'][0]:.2f}, {report['ci95'][1]:.2f}] over {report['episodes']} episodes")
+    if "blind_replay" in report:
+        b = report["blind_replay"]
+        line += f"; blind replay {b['success_rate']:.2f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]"
+    return line
+

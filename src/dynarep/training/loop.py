@@ -233,8 +233,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.acc.is_main_process))
         t0, seen, losses = time.perf_counter(), 0, []
-        if resumed:
-            self.log({"step": self.step, "event": "resumed"})
+        self.log({"step": self.step, "event": "resumed" if resumed else "start", "world_size": self.acc.num_processes,
+                  "device": str(self.acc.device), "distributed": str(self.acc.distributed_type)})
         while self.step < cfg.steps:
             batch = self.stream.batch(self.step, self.acc.device)
             out = self.wrapped(batch)  # forward == compute_loss; through the DDP wrapper so gradients sync
@@ -250,7 +250,7 @@ class Trainer:
                 self.model.on_step_end(self.step, cfg.steps)
             self.step += 1
             seen += cfg.batch_size * self.acc.num_processes
-            losses.append({k: float(v) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
+            losses.append({k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1})
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 rate = seen / (time.perf_counter() - t0)
                 record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate,

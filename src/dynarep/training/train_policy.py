@@ -70,6 +70,8 @@ class TrainPolicyArgs:
     steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    checkpoint_every: int | None = None
+    """Save the full training state every N steps (resume point); default from the preset."""
     seed: int = 0
     val_ratio: float = 0.02
     """DP3's split: with 10 demonstrations one is held out for validation."""
@@ -132,7 +134,8 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
         pcfg.encoder.name = args.encoder_name
     if args.encoder is not None:
         pcfg.encoder = read_encoder_config(args.encoder)
-    overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+    overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                 "checkpoint_every": args.checkpoint_every}
     tcfg = dataclasses.replace(tcfg, **{k: v for k, v in overrides.items() if v is not None},
                                seed=args.seed, device=args.device,
                                encoder_lr=args.encoder_lr if args.finetune else None)

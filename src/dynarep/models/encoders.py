@@ -105,7 +105,7 @@ class PointNetEncoder(Encoder):
         return self.mlp(_points(obs, self.in_channels))
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.projection(self.point_features(obs).amax(dim=-2))
+        return self.projection(self.point_features(obs).max(dim=-2).values)
 
 
 class _AttentionBlock(nn.Module):
@@ -144,7 +144,7 @@ class PointTransformerEncoder(Encoder):
         return self.norm(x)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.projection(self.point_features(obs).amax(dim=-2))
+        return self.projection(self.point_features(obs).max(dim=-2).values)
 
 
 class ImageEncoder(Encoder):

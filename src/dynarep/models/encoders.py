@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dynarep.errors import ConfigError
+from dynarep.registry import Registry
 
 
 @dataclass
@@ -59,23 +60,12 @@ class Encoder(nn.Module):
         return super().train(mode and not self.frozen)
 
 
-ENCODERS: dict[str, Callable[[EncoderConfig], Encoder]] = {}
-
-
-def register_encoder(name: str):
-    """Decorator: make an encoder constructible by name from an EncoderConfig."""
-
-    def add(builder):
-        ENCODERS[name] = builder
-        return builder
-
-    return add
+ENCODERS: Registry[Callable[[EncoderConfig], Encoder]] = Registry("encoder")
+register_encoder = ENCODERS.register
 
 
 def build_encoder(cfg: EncoderConfig) -> Encoder:
-    if cfg.name not in ENCODERS:
-        raise ConfigError(f"unknown encoder '{cfg.name}'; registered: {sorted(ENCODERS)}")
-    return ENCODERS[cfg.name](cfg)
+    return ENCODERS.get(cfg.name)(cfg)
 
 
 def _points(obs: dict[str, torch.Tensor], channels: int) -> torch.Tensor:

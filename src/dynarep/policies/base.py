@@ -16,6 +16,7 @@ from torch import nn
 from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.errors import ConfigError
 from dynarep.models.encoders import Encoder, EncoderConfig, build_encoder
+from dynarep.registry import Registry
 
 OBS_KEYS = ("point_cloud", "state")
 
@@ -136,21 +137,11 @@ class Policy(nn.Module):
         return groups
 
 
-POLICIES: dict[str, Callable[[PolicyConfig], Policy]] = {}
-
-
-def register_policy(name: str):
-    def add(cls):
-        POLICIES[name] = cls
-        return cls
-
-    return add
+POLICIES: Registry[Callable[[PolicyConfig], Policy]] = Registry("policy")
+register_policy = POLICIES.register
 
 
 def build_policy(cfg: PolicyConfig) -> Policy:
-    # importing the modules registers them
-    from dynarep.policies import diffusion, mlp  # noqa: F401
+    from dynarep.policies import diffusion, mlp  # noqa: F401  (importing registers them)
 
-    if cfg.kind not in POLICIES:
-        raise ConfigError(f"unknown policy '{cfg.kind}'; registered: {sorted(POLICIES)}")
-    return POLICIES[cfg.kind](cfg)
+    return POLICIES.get(cfg.kind)(cfg)

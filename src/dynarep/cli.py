@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         _commands(), args=argv, prog="dynarep",
         description="dynarep: dynamics-aware 3D representations for robot manipulation (add --debug for tracebacks)",
     )
+    from dynarep.runtime import tune_allocator
+
+    tune_allocator()
     try:
         dispatch(cfg)
     except DynarepError as e:

@@ -1,0 +1,127 @@
+"""Policy speed on this machine: training samples/s and action-chunk latency for both presets, and
+where an evaluation episode's time goes.
+
+  python bench/policy.py --data data/button-press.zarr [--presets cpu paper] [--steps 6]
+
+Training throughput is measured on real windows of the dataset with the full step (forward,
+backward, clipping, AdamW, EMA); the first two steps are warm-up and not counted. Latency is one
+observation (2 steps of 512 points + state) to one action chunk (10 DDIM steps), batch 1.
+Absolute times drift on these machines over hours: compare implementations by alternating them in
+one run and reading the ratio. `--malloc-tuning off` measures the glibc default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def train_throughput(data: Path, preset: str, steps: int, batch: int | None) -> float:
+    from dynarep.data.normalizer import MinMaxNormalizer
+    from dynarep.data.sampler import SequenceSampler
+    from dynarep.policies.base import build_policy
+    from dynarep.training.loop import EMA, to_device
+    from dynarep.training.train_policy import TrainPolicyArgs, load_demonstrations, resolve_configs
+
+    args = TrainPolicyArgs(data=(data,), preset=preset, batch_size=batch)
+    demos = load_demonstrations(args.data)
+    pcfg, tcfg = resolve_configs(args, demos)
+    torch.manual_seed(0)
+    policy = build_policy(pcfg)
+    policy.set_normalizer(MinMaxNormalizer().fit(demos.arrays))
+    sampler = SequenceSampler(demos.arrays, demos.episode_ends, pcfg.horizon, pcfg.n_obs_steps - 1,
+                              pcfg.n_action_steps - 1, key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, weight_decay=1e-6)
+    ema = EMA(policy, 0.75, 0.9999)
+    rng = np.random.default_rng(0)
+    B = tcfg.batch_size
+    for i in range(steps + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        batch = to_device(sampler.sample_batch(rng.integers(0, len(sampler), B)), torch.device("cpu"))
+        loss = policy(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        opt.step()
+        ema.update(policy)
+    return steps * B / (time.perf_counter() - t0)
+
+
+def chunk_latency(preset: str, repeats: int) -> tuple[float, float]:
+    from dynarep.data.normalizer import MinMaxNormalizer
+    from dynarep.policies.base import build_policy
+    from dynarep.training.train_policy import policy_preset
+
+    pcfg, _ = policy_preset(preset)
+    policy = build_policy(pcfg).eval()
+    rng = np.random.default_rng(0)
+    policy.set_normalizer(MinMaxNormalizer().fit({"point_cloud": rng.random((64, 512, 3)), "state": rng.random((64, 9)),
+                                                  "action": rng.random((64, 4))}))
+    obs = {"point_cloud": torch.rand(1, 2, 512, 3), "state": torch.rand(1, 2, 9)}
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            t0 = time.perf_counter()
+            policy.predict_action(obs)
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3), float(np.percentile(times, 90) * 1e3)
+
+
+def episode_split(data: Path, steps: int) -> dict[str, float]:
+    """Time of one evaluation episode split into simulation+rendering and policy, with a cpu-preset
+    policy (untrained: the split does not depend on the weights)."""
+    import tempfile
+
+    from dynarep.evaluation.rollout import PolicyRunner, observation_config, run_episode
+    from dynarep.sim.scene import EVAL_STREAM, MetaWorldScene, episode_seed
+    from dynarep.training.train_policy import TrainPolicyArgs, load_policy, train_policy
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_policy(TrainPolicyArgs(data=(data,), out=Path(tmp), steps=1, batch_size=2, device="cpu"))
+        policy = load_policy(Path(tmp))
+        from dynarep.training.checkpoint import load_checkpoint
+
+        _, meta = load_checkpoint(Path(tmp) / "policy")
+    task = meta["data"][0]["tasks"][0]
+    obs_cfg = observation_config(meta)
+    obs_cfg.store_images = False
+    scene = MetaWorldScene(task, obs_cfg, max_steps=steps)
+    runner = PolicyRunner(policy, "cpu", 0)
+    t0 = time.perf_counter()
+    _, length, timing = run_episode(scene, episode_seed(0, EVAL_STREAM, task, 0), steps, lambda a, t: runner.act(a))
+    total = time.perf_counter() - t0
+    scene.close()
+    return {"steps": length, "total_s": total, **{f"{k}_s": v for k, v in timing.items()}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--presets", nargs="+", default=["cpu", "paper"])
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--batch", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--episode-steps", type=int, default=80)
+    p.add_argument("--malloc-tuning", choices=["on", "off"], default="on")
+    a = p.parse_args()
+    if a.malloc_tuning == "on":
+        from dynarep.runtime import tune_allocator
+
+        tune_allocator()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuning {a.malloc_tuning}")
+    for preset in a.presets:
+        steps = a.steps if preset == "cpu" else max(2, a.steps // 3)
+        sps = train_throughput(a.data, preset, steps, a.batch)
+        med, p90 = chunk_latency(preset, 20 if preset == "cpu" else 5)
+        print(f"{preset:6s} train {sps:7.1f} samples/s | action chunk median {med:7.1f} ms, p90 {p90:7.1f} ms")
+    split = episode_split(a.data, a.episode_steps)
+    print("evaluation episode ({steps} steps): {total_s:.2f} s = sim+render {sim_and_render_s:.2f} s + policy {policy_s:.2f} s".format(**split))
+
+
+if __name__ == "__main__":
+    main()

@@ -51,6 +51,18 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     assert r["time_split_seconds"]["policy"] > 0 and "button-press: success" in proc.stdout
 
 
+def test_dp3_protocol_is_reported_beside_ours(tiny_policy, tmp_path):
+    data = json.loads((tiny_policy / "config.json").read_text())["data"][0]["path"]
+    out = tmp_path / "periodic"
+    proc = run("train", "--data", data, "--out", str(out), "--steps", "6", "--down-dims", "16", "32", "--batch-size", "8",
+               "--device", "cpu", "--eval-every", "3", "--eval-episodes", "2", "--eval-max-steps", "16")
+    summary = json.loads((out / "eval_dp3_protocol.json").read_text())
+    assert [h["step"] for h in summary["history"]] == [3, 6] and "overstates" in summary["protocol"]
+    # with fewer than 5 evaluations the "5 best" are all of them
+    assert summary["success_rate"] == pytest.approx(np.mean([h["success_rate"] for h in summary["history"]]))
+    assert "DP3 protocol" in proc.stdout
+
+
 def test_bootstrap_interval_brackets_the_rate():
     outcomes = np.array([1] * 13 + [0] * 7)
     lo, hi = bootstrap_ci(outcomes)

@@ -50,8 +50,30 @@ def _commands() -> dict[str, type]:
 def run_train(args) -> None:
     from dynarep.training.train_policy import train_policy
 
-    out = train_policy(args)
+    periodic = _periodic_evaluation(args) if args.eval_every > 0 else None
+    out = train_policy(args, callbacks=[periodic] if periodic else None)
+    if periodic is not None:
+        from dynarep.config import save_json
+
+        summary = periodic.summary()
+        save_json(summary, out / "eval_dp3_protocol.json")
+        print(f"DP3 protocol ({summary['protocol']}): {summary['success_rate']:.2f}")
     print(f"policy written to {out / 'policy'}")
+
+
+def _periodic_evaluation(args):
+    from dynarep.data.store import ZarrDataset
+    from dynarep.errors import ConfigError
+    from dynarep.evaluation.rollout import PeriodicEvaluation, observation_config
+    from dynarep.sim.tasks import canonical_task
+
+    ds = ZarrDataset.open(args.data[0])
+    tasks = sorted({t for path in args.data for t in ZarrDataset.open(path).tasks})
+    task = canonical_task(args.eval_task) if args.eval_task else (tasks[0] if len(tasks) == 1 else None)
+    if task is None:
+        raise ConfigError(f"--eval-task is needed for --eval-every: the data has tasks {tasks or 'without names'}")
+    obs_cfg = observation_config({"observation": (ds.attrs.get("config") or {}).get("obs")})
+    return PeriodicEvaluation(task, obs_cfg, args.eval_every, args.eval_episodes, max_steps=args.eval_max_steps)
 
 
 def run_eval(args) -> None:

@@ -135,8 +135,70 @@ def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None =
     return success, t, timing
 
 
+def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "cpu", sample_seed: int = 0,
+            replay: np.ndarray | None = None, gifs: int = 0, progress: bool = True):
+    """Episodes of `policy` (and of the blind replay, when given) on evaluation-stream configurations."""
+    from tqdm.auto import tqdm
+
+    from dynarep.sim.scene import EVAL_STREAM, episode_seed
+
+    runner = PolicyRunner(policy, device, sample_seed)
+    results, blind, saved = [], [], []
+    with tqdm(total=len(seeds) * episodes, desc=f"eval {scene.task}", unit="ep", dynamic_ncols=True,
+              disable=not progress) as bar:
+        for seed in seeds:
+            for i in range(episodes):
+                env_seed = episode_seed(seed, EVAL_STREAM, scene.task, i)
+                runner.reset()
+                frames = [] if len(saved) < gifs else None
+                ok, length, timing = run_episode(scene, env_seed, max_steps, lambda a, t: runner.act(a), frames)
+                results.append(EpisodeResult(seed, i, env_seed, ok, length, timing))
+                if frames is not None:
+                    saved.append((ok, frames))
+                if replay is not None:
+                    ok_b, len_b, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
+                    blind.append(EpisodeResult(seed, i, env_seed, ok_b, len_b))
+                bar.update(1)
+                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+    return results, blind, saved
+
+
+class PeriodicEvaluation:
+    """DP3's protocol, for comparison with the papers: every `every` training steps, `episodes`
+    episodes of the current EMA weights on the same configurations; the reported number is the mean
+    of the `k` best evaluations. It overstates (it selects on the evaluation set); our headline is
+    the final checkpoint over many episodes."""
+
+    def __init__(self, task: str, obs_cfg, every: int, episodes: int = 20, k: int = 5, max_steps: int = 200):
+        from dynarep.sim.scene import MetaWorldScene
+
+        obs_cfg.store_images = False
+        self.scene = MetaWorldScene(task, obs_cfg, max_steps=max_steps)
+        self.every, self.episodes, self.k, self.max_steps = every, episodes, k, max_steps
+        self.history: list[dict] = []
+
+    def __call__(self, trainer) -> None:
+        if trainer.step % self.every and trainer.step != trainer.cfg.steps:
+            return
+        import copy
+
+        policy = copy.deepcopy(trainer.model)
+        policy.load_state_dict(trainer.final_weights())
+        results, _, _ = rollout(policy.eval(), self.scene, (0,), self.episodes, self.max_steps, progress=False)
+        rate = float(np.mean([r.success for r in results]))
+        self.history.append({"step": trainer.step, "success_rate": rate})
+        trainer.log({"step": trainer.step, "periodic_success": rate})
+
+    def summary(self) -> dict:
+        best = sorted((h["success_rate"] for h in self.history), reverse=True)[: self.k]
+        return {"protocol": f"DP3: mean of the {self.k} best of periodic {self.episodes}-episode evaluations "
+                            "(selects on the evaluation set, so it overstates)",
+                "task": self.scene.task, "success_rate": float(np.mean(best)) if best else float("nan"),
+                "every": self.every, "episodes_each": self.episodes, "history": self.history}
+
+
 def evaluate(args: EvalArgs) -> dict:
-    from dynarep.sim.scene import EVAL_STREAM, MetaWorldScene, episode_seed
+    from dynarep.sim.scene import MetaWorldScene
     from dynarep.sim.tasks import canonical_task
     from dynarep.training.checkpoint import load_checkpoint
     from dynarep.training.train_policy import load_policy
@@ -154,29 +216,10 @@ def evaluate(args: EvalArgs) -> dict:
     obs_cfg = observation_config(meta)
     obs_cfg.store_images = args.gifs > 0
     scene = MetaWorldScene(task, obs_cfg, max_steps=args.max_steps)
-    runner = PolicyRunner(policy, args.device, args.sample_seed)
-    results, gifs = [], []
     demo_paths = [src["path"] for src in meta.get("data", [])]
     replay = mean_demo_actions(demo_paths, task) if args.blind_replay else None
-    blind = []
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(args.seeds) * args.episodes, desc=f"eval {task}", unit="ep", dynamic_ncols=True) as bar:
-        for seed in args.seeds:
-            for i in range(args.episodes):
-                env_seed = episode_seed(seed, EVAL_STREAM, task, i)
-                runner.reset()
-                frames = [] if len(gifs) < args.gifs else None
-                ok, length, timing = run_episode(scene, env_seed, args.max_steps, lambda a, t: runner.act(a), frames)
-                results.append(EpisodeResult(seed, i, env_seed, ok, length, timing))
-                if frames is not None:
-                    gifs.append((ok, frames))
-                if replay is not None:
-                    ok_b, len_b, _ = run_episode(scene, env_seed, min(args.max_steps, len(replay)),
-                                                 lambda a, t: replay[t:])
-                    blind.append(EpisodeResult(seed, i, env_seed, ok_b, len_b))
-                bar.update(1)
-                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
+    results, blind, gifs = rollout(policy, scene, args.seeds, args.episodes, args.max_steps, args.device,
+                                   args.sample_seed, replay=replay, gifs=args.gifs)
     scene.close()
     report = summarise(results, args, task, "final checkpoint (EMA weights), fresh evaluation configurations")
     report["policy"] = str(args.policy)

@@ -128,12 +128,14 @@ class Trainer:
     """Runs `cfg.steps` optimisation steps of `model` on `train` windows, writing into `out`."""
 
     def __init__(self, model: nn.Module, train: SequenceSampler, val: SequenceSampler | None, cfg: TrainConfig,
-                 out: Path, run_config: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None):
+                 out: Path, run_config: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None,
+                 callbacks: list | None = None):
         from accelerate import Accelerator
 
         cfg.validate()
         self.cfg, self.out, self.run_config = cfg, Path(out), run_config
         self.extra_tensors = extra_tensors or {}
+        self.callbacks = callbacks or []  # called as fn(trainer) after every step, on the main process
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.acc = Accelerator(cpu=cpu)
         torch.manual_seed(cfg.seed + self.acc.process_index)
@@ -260,6 +262,9 @@ class Trainer:
                 losses = []
             if self.val is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 self.log({"step": self.step, "val_loss": self.validate()})
+            if self.acc.is_main_process:
+                for callback in self.callbacks:
+                    callback(self)
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save()
             bar.update(1)

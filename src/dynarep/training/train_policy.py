@@ -80,6 +80,12 @@ class TrainPolicyArgs:
     """Override the UNet widths of the preset."""
     encoder_name: str | None = None
     """Override the visual encoder of the preset (pointnet, point_transformer)."""
+    eval_every: int = 0
+    """DP3's protocol beside ours: roll out the EMA weights every N steps (0: off)."""
+    eval_episodes: int = 20
+    eval_task: str | None = None
+    """Task for the periodic rollouts; default: the task of the data."""
+    eval_max_steps: int = 200
 
     def validate(self) -> None:
         if not self.data:
@@ -194,7 +200,7 @@ def load_policy(directory: Path, device: str | torch.device = "cpu") -> Policy:
     return policy.to(device).eval()
 
 
-def train_policy(args: TrainPolicyArgs) -> Path:
+def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     args.validate()
     demos = load_demonstrations(args.data)
     pcfg, tcfg = resolve_configs(args, demos)
@@ -219,7 +225,7 @@ def train_policy(args: TrainPolicyArgs) -> Path:
     run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources}
     out = Path(args.out)
     save_json(run_config, out / "config.json")
-    trainer = Trainer(policy, train, val, tcfg, out, run_config)
+    trainer = Trainer(policy, train, val, tcfg, out, run_config, callbacks=callbacks)
     start = time.time()
     trainer.fit()
     if trainer.acc.is_main_process:

@@ -145,3 +145,13 @@ def test_policy_config_rejects_impossible_windows():
 
     with pytest.raises(ConfigError, match="n_action_steps"):
         build_policy(PolicyConfig(horizon=8, n_obs_steps=2, n_action_steps=8))
+
+
+def test_cached_film_tables_give_the_same_denoiser_output():
+    unet = ConditionalUnet1D(4, 32, (16, 32, 64)).eval()
+    x, cond, steps = torch.randn(3, 16, 4), torch.randn(3, 32), torch.tensor([90, 40, 0])
+    tables = unet.film_tables(steps, cond)
+    for i, t in enumerate(steps):
+        direct = unet(x, t, cond)
+        cached = unet(x, t, None, films=[table[i] for table in tables])
+        torch.testing.assert_close(direct, cached, rtol=1e-5, atol=1e-6)

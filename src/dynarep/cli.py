@@ -42,9 +42,18 @@ class ShowArgs:
 def _commands() -> dict[str, type]:
     from dynarep.evaluation.rollout import EvalArgs
     from dynarep.sim.collect import CollectConfig
+    from dynarep.training.pretrain import PretrainArgs
     from dynarep.training.train_policy import TrainPolicyArgs
 
-    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "train": TrainPolicyArgs, "eval": EvalArgs}
+    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "pretrain": PretrainArgs,
+            "train": TrainPolicyArgs, "eval": EvalArgs}
+
+
+def run_pretrain(args) -> None:
+    from dynarep.training.pretrain import pretrain
+
+    out = pretrain(args)
+    print(f"encoder written to {out}")
 
 
 def run_train(args) -> None:
@@ -115,7 +124,7 @@ def run_collect(cfg) -> None:
 
 def dispatch(cfg: object) -> None:
     handlers = {"CollectConfig": run_collect, "InfoArgs": run_info, "ShowArgs": run_show,
-                "TrainPolicyArgs": run_train, "EvalArgs": run_eval}
+                "TrainPolicyArgs": run_train, "EvalArgs": run_eval, "PretrainArgs": run_pretrain}
     handlers[type(cfg).__name__](cfg)
 
 

@@ -44,17 +44,18 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    kwargs = {k: coerce_value(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, v: Any, where: str) -> Any:
+def coerce_value(tp: Any, v: Any, where: str) -> Any:
+    """`v` (as JSON would hold it) converted to the annotated type `tp`: paths, tuples, nested dataclasses."""
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _coerce(typing.get_args(tp)[0], v, where)
+        return coerce_value(typing.get_args(tp)[0], v, where)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if v is None else _coerce(args[0], v, where)
+        return None if v is None else coerce_value(args[0], v, where)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, v, where)
     if tp is Path:
@@ -62,7 +63,7 @@ def _coerce(tp: Any, v: Any, where: str) -> Any:
     if origin is tuple:
         args = typing.get_args(tp)
         inner = args[0] if args else Any
-        return tuple(_coerce(inner, x, where) for x in v)
+        return tuple(coerce_value(inner, x, where) for x in v)
     return v
 
 

@@ -47,9 +47,9 @@ class FiLMResidualBlock(nn.Module):
         self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, 2 * c_out))
         self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None, film: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(x)
-        scale, shift = self.film(cond).unsqueeze(-1).chunk(2, dim=1)
+        scale, shift = (self.film(cond) if film is None else film).unsqueeze(-1).chunk(2, dim=1)
         h = self.conv2(scale * h + shift)
         return h + self.skip(x)
 
@@ -79,19 +79,40 @@ class ConditionalUnet1D(nn.Module):
             self.up.append(nn.ModuleList([block(2 * b, a), block(a, a), nn.ConvTranspose1d(a, a, 4, stride=2, padding=1)]))
         self.head = nn.Sequential(ConvBlock(down_dims[0], down_dims[0], kernel, groups), nn.Conv1d(down_dims[0], action_dim, 1))
 
-    def forward(self, x: torch.Tensor, step: torch.Tensor, global_cond: torch.Tensor) -> torch.Tensor:
-        if step.ndim == 0:
-            step = step.expand(x.shape[0])
-        cond = torch.cat([self.step_encoder(step), global_cond], dim=-1)
+    def film_blocks(self) -> list[FiLMResidualBlock]:
+        """Every FiLM block in the order `forward` runs them."""
+        blocks = [b for res1, res2, _ in self.down for b in (res1, res2)] + list(self.mid)
+        return blocks + [b for res1, res2, _ in self.up for b in (res1, res2)]
+
+    def film_tables(self, steps: torch.Tensor, global_cond: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's FiLM scale/shift for each of `steps`: (S, B, 2C) per block.
+
+        Sampling runs the same few diffusion steps with the same observation, so computing these
+        once per action chunk replaces ~20 small matmuls per denoising step with one batched one.
+        """
+        emb = self.step_encoder(steps)
+        S, B = emb.shape[0], global_cond.shape[0]
+        cond = torch.cat([emb[:, None].expand(S, B, -1), global_cond[None].expand(S, B, -1)], dim=-1)
+        return [block.film(cond) for block in self.film_blocks()]
+
+    def forward(self, x: torch.Tensor, step: torch.Tensor, global_cond: torch.Tensor | None,
+                films: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """`films` (one (B, 2C) per block, from `film_tables`) skips the condition path."""
+        if films is None:
+            if step.ndim == 0:
+                step = step.expand(x.shape[0])
+            cond = torch.cat([self.step_encoder(step), global_cond], dim=-1)
+            films = [block.film(cond) for block in self.film_blocks()]
+        films = iter(films)
         h = rearrange(x, "b t c -> b c t")
         skips = []
         for res1, res2, downsample in self.down:
-            h = res2(res1(h, cond), cond)
+            h = res2(res1(h, None, next(films)), None, next(films))
             skips.append(h)
             h = downsample(h)
         for res in self.mid:
-            h = res(h, cond)
+            h = res(h, None, next(films))
         for res1, res2, upsample in self.up:
             h = torch.cat([h, skips.pop()], dim=1)
-            h = upsample(res2(res1(h, cond), cond))
+            h = upsample(res2(res1(h, None, next(films)), None, next(films)))
         return rearrange(self.head(h), "b c t -> b t c")

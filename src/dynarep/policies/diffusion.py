@@ -47,8 +47,10 @@ class DiffusionPolicy(Policy):
         shape = (cond.shape[0], self.cfg.horizon, self.cfg.action_dim)
         x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
         self.scheduler.set_timesteps(self.cfg.inference_steps, device=cond.device)
-        for t in self.scheduler.timesteps:
-            x = self.scheduler.step(self.unet(x, t, cond), t, x, generator=generator).prev_sample
+        tables = self.unet.film_tables(self.scheduler.timesteps, cond)
+        for i, t in enumerate(self.scheduler.timesteps):
+            out = self.unet(x, t, None, films=[table[i] for table in tables])
+            x = self.scheduler.step(out, t, x, generator=generator).prev_sample
         return x
 
     @torch.no_grad()

@@ -1,0 +1,46 @@
+"""Aggregate `dynarep eval` results under a directory into the README's Markdown table.
+
+  python scripts/results_table.py runs/baseline/dp3-cpu
+
+Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes). For every task:
+success over all episodes of all training seeds with a 95% bootstrap interval, the per-seed rates,
+the blind replay on the same configurations, and the mean wall time of training and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from dynarep.evaluation.rollout import bootstrap_ci
+from dynarep.sim.tasks import DIFFICULTY
+
+
+def main(root: Path) -> None:
+    rows = []
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        evals = sorted(task_dir.glob("seed*/eval.json"))
+        if not evals:
+            continue
+        reports = [json.loads(p.read_text()) for p in evals]
+        ours = np.concatenate([[o["success"] for o in r["outcomes"]] for r in reports]).astype(float)
+        blind = np.concatenate([[o["success"] for o in r["blind_replay"]["outcomes"]] for r in reports]).astype(float)
+        train_s = [json.loads((p.parent / "policy" / "checkpoint.json").read_text())["train_seconds"] for p in evals]
+        lo, hi = bootstrap_ci(ours)
+        blo, bhi = bootstrap_ci(blind)
+        per_seed = ", ".join(f"{r['success_rate']:.2f}" for r in reports)
+        rows.append(
+            f"| {task_dir.name} | {DIFFICULTY.get(task_dir.name, '?')} | {len(reports)} | {len(ours)} | "
+            f"**{ours.mean():.2f}** [{lo:.2f}, {hi:.2f}] | {per_seed} | {blind.mean():.2f} [{blo:.2f}, {bhi:.2f}] | "
+            f"{np.mean(train_s) / 60:.1f} | {np.mean([r['wall_seconds'] for r in reports]) / 60:.1f} |"
+        )
+    print("| task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] | train min/seed | eval min/seed |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/baseline/dp3-cpu"))

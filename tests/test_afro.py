@@ -1,0 +1,161 @@
+"""AFRO's pieces against their definitions, and pre-training → transfer on real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynarep.models.dit import DiTBlock, LatentDiT
+from dynarep.objectives.afro import AFRO, AFROConfig, InverseDynamics
+from dynarep.objectives.base import build_objective
+from dynarep.objectives.losses import off_diagonal_cov, vicreg
+from dynarep.objectives.random_init import RandomInitConfig
+from dynarep.training.checkpoint import load_checkpoint
+from dynarep.training.pretrain import PretrainArgs, pretrain
+from dynarep.training.train_policy import TrainPolicyArgs, load_policy, train_policy
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
+SMALL = dict(window=5, fdm_width=32, fdm_depth=1, fdm_heads=2)
+
+
+def small_afro(**kw) -> AFRO:
+    torch.manual_seed(0)
+    afro = AFRO(AFROConfig(**{**SMALL, **kw}))
+    afro.normalizer.fit({"point_cloud": torch.rand(10, 64, 3).numpy()})
+    return afro
+
+
+def test_vicreg_terms_on_known_inputs():
+    spread = torch.tensor([[2.0, 0], [-2, 0], [0, 2], [0, -2]])
+    zero = vicreg(spread, spread)
+    assert zero["invariance"] == 0 and zero["variance"] == 0 and zero["covariance"] == 0 and zero["loss"] == 0
+    flat = vicreg(torch.zeros(4, 2), torch.ones(4, 2))
+    assert flat["invariance"] == pytest.approx(1.0)
+    assert flat["variance"] == pytest.approx(1 - 0.01)  # std = sqrt(0 + 1e-4) on every dimension of both
+    assert flat["loss"] == pytest.approx(25 * 1 + 25 * 0.99)
+    # perfectly correlated dimensions: C = [[2, 2], [2, 2]], off-diagonal squares 8, divided by D = 2
+    assert off_diagonal_cov(torch.tensor([[1.0, 1], [-1, -1]])) == pytest.approx(4.0)
+
+
+def test_adaln_zero_blocks_start_as_identity():
+    block = DiTBlock(32, 4)
+    x, c = torch.randn(5, 1, 32), torch.randn(5, 32)
+    torch.testing.assert_close(block(x, c), x)
+    dit = LatentDiT(8, (8, 4), width=32, depth=2, heads=2)
+    assert all(torch.all(b.adaLN[1].weight == 0) for b in dit.blocks)
+
+
+def test_latent_action_depends_only_on_the_feature_difference():
+    idm = InverseDynamics(8, (16,), 4, use_difference=True)
+    f, g, d = torch.randn(3, 8), torch.randn(3, 8), torch.randn(3, 8)
+    torch.testing.assert_close(idm(f, f + d), idm(g, g + d))
+    raw = InverseDynamics(8, (16,), 4, use_difference=False)
+    assert not torch.allclose(raw(f, f + d), raw(g, g + d))
+
+
+def test_teacher_gets_no_gradient_and_moves_by_the_momentum():
+    afro = small_afro()
+    batch = {"point_cloud": torch.rand(4, 5, 64, 3)}
+    before = {k: v.clone() for k, v in afro.teacher.state_dict().items()}
+    opt = torch.optim.SGD([p for g in afro.parameter_groups(0.1, None) for p in g["params"]], lr=0.1)
+    afro(batch)["loss"].backward()
+    assert all(p.grad is None for p in afro.teacher.parameters())
+    assert all(not p.requires_grad for p in afro.teacher.parameters())
+    opt.step()
+    afro.on_step_end(step=9, total=20)
+    m = 0.996 + 0.004 * 10 / 20
+    assert afro.momentum == pytest.approx(m)
+    online = afro.encoder.state_dict()
+    for key, value in afro.teacher.state_dict().items():
+        torch.testing.assert_close(value, m * before[key] + (1 - m) * online[key])
+
+
+@pytest.mark.parametrize(
+    "flag, value, changed",
+    [
+        ("use_difference", False, {"idm.net.0.weight"}),
+        ("latent_action_dim", 8, {"idm.net.4.weight", "idm.net.4.bias", "fdm.cond_in.1.weight"}),
+        ("deterministic_fdm", True, set()),
+        ("inverse_consistency", False, set()),
+        ("loss", "mse", set()),
+        ("interval", 1, set()),
+    ],
+)
+def test_each_ablation_changes_only_its_part(flag, value, changed):
+    base, ablated = small_afro(), small_afro(**{flag: value})
+    shapes = {k: v.shape for k, v in base.state_dict().items()}
+    other = {k: v.shape for k, v in ablated.state_dict().items()}
+    assert shapes.keys() == other.keys()
+    assert {k for k in shapes if shapes[k] != other[k]} == changed
+    batch = {"point_cloud": torch.rand(4, 5, 64, 3)}
+    torch.manual_seed(1)
+    out_base = base(batch)
+    torch.manual_seed(1)
+    out = ablated(batch)
+    assert ("reverse" in out) == (flag != "inverse_consistency")
+    assert ("variance" in out) == (flag != "loss")
+    if flag == "interval":  # every frame instead of every other one: twice the pairs
+        assert ablated.frames(batch["point_cloud"]).shape[1] == 5 and base.frames(batch["point_cloud"]).shape[1] == 3
+    if flag == "deterministic_fdm":  # no noise: the same prediction whatever the random state
+        f = torch.randn(6, base.encoder.output_dim)
+        a = torch.randn(6, 16)
+        p1, p2 = ablated.predict_target(f, f, a), ablated.predict_target(f, f, a)
+        torch.testing.assert_close(p1, p2)
+        assert not torch.allclose(base.predict_target(f, f, a), base.predict_target(f, f, a))
+    assert torch.isfinite(out["loss"]) and torch.isfinite(out_base["loss"])
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("afro") / "enc"
+    pretrain(PretrainArgs(method="afro", data=(FIXTURE,), out=out, steps=30, batch_size=8, device="cpu",
+                          set=("window=9", "fdm_width=32", "fdm_depth=1")))
+    return out
+
+
+def test_pretraining_on_real_data_reduces_the_loss_and_exports(pretrained):
+    log = [json.loads(x) for x in (pretrained / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0], losses
+    assert all("feat_std_mean" in r for r in log if "loss" in r)
+    tensors, meta = load_checkpoint(pretrained)
+    assert meta["kind"] == "encoder" and meta["method"] == "afro" and meta["steps"] == 30
+    assert "normalizer.point_cloud.scale" in tensors and any(k.startswith("encoder.mlp") for k in tensors)
+
+
+def test_policy_loads_the_encoder_frozen_or_finetuned(pretrained, tmp_path):
+    tensors, _ = load_checkpoint(pretrained)
+    base = dict(data=(FIXTURE,), steps=5, batch_size=4, down_dims=(16, 32), device="cpu", encoder=pretrained)
+    frozen = train_policy(TrainPolicyArgs(out=tmp_path / "frozen", freeze=True, **base))
+    policy = load_policy(frozen)
+    for key, value in policy.encoder.state_dict().items():
+        torch.testing.assert_close(value, tensors[f"encoder.{key}"], msg=f"frozen encoder changed: {key}")
+    tuned = load_policy(train_policy(TrainPolicyArgs(out=tmp_path / "ft", finetune=True, **base)))
+    assert any(not torch.equal(v, tensors[f"encoder.{k}"]) for k, v in tuned.encoder.state_dict().items())
+    torch.testing.assert_close(policy.normalizer.state_dict()["point_cloud.scale"], tensors["normalizer.point_cloud.scale"])
+
+
+def test_pretraining_needs_no_actions(tmp_path):
+    import shutil
+
+    import zarr
+
+    data = tmp_path / "no_actions.zarr"
+    shutil.copytree(FIXTURE, data)
+    del zarr.open_group(str(data), mode="r+")["data/action"]
+    out = pretrain(PretrainArgs(method="dynamo3d", data=(data,), out=tmp_path / "dyn", steps=3, batch_size=4,
+                                device="cpu", set=("window=4",)))
+    assert load_checkpoint(out)[1]["method"] == "dynamo3d"
+
+
+def test_random_encoder_baseline_exports_its_initialisation(tmp_path):
+    out = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "rand", seed=3, device="cpu"))
+    tensors, meta = load_checkpoint(out)
+    assert meta["steps"] == 0
+    torch.manual_seed(3)
+    fresh = build_objective("random", RandomInitConfig())
+    for key, value in fresh.encoder.state_dict().items():
+        torch.testing.assert_close(tensors[f"encoder.{key}"], value)

@@ -159,3 +159,30 @@ def test_random_encoder_baseline_exports_its_initialisation(tmp_path):
     fresh = build_objective("random", RandomInitConfig())
     for key, value in fresh.encoder.state_dict().items():
         torch.testing.assert_close(tensors[f"encoder.{key}"], value)
+
+
+def test_ridge_probe_scores_linear_targets_high_and_noise_low():
+    import numpy as np
+
+    from dynarep.evaluation.probes import ridge_r2
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16))
+    y = x[:, :3] @ rng.normal(size=(3, 2))
+    assert ridge_r2(x[:300], y[:300], x[300:], y[300:], 1e-4) > 0.99
+    noise = rng.normal(size=(400, 2))
+    assert ridge_r2(x[:300], noise[:300], x[300:], noise[300:], 1e-4) < 0.1
+
+
+def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "probe.json"
+    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(pretrained), "--data",
+                           str(FIXTURE), "--out", str(out), "--pca-image", str(tmp_path / "pca.png"), "--val-ratio", "0.5"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert set(report["r2"]) == {"robot_state", "object_position"} and report["feature_std"]["dims"] == 64
+    assert (tmp_path / "pca.png").stat().st_size > 10_000 and "R²" in proc.stdout

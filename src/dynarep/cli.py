@@ -45,8 +45,17 @@ def _commands() -> dict[str, type]:
     from dynarep.training.pretrain import PretrainArgs
     from dynarep.training.train_policy import TrainPolicyArgs
 
+    from dynarep.evaluation.probes import ProbeArgs
+
     return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "pretrain": PretrainArgs,
-            "train": TrainPolicyArgs, "eval": EvalArgs}
+            "train": TrainPolicyArgs, "eval": EvalArgs, "probe": ProbeArgs}
+
+
+def run_probe(args) -> None:
+    from dynarep.evaluation.probes import format_probe, probe
+
+    print(format_probe(probe(args)))
+    print(f"wrote {args.out}")
 
 
 def run_pretrain(args) -> None:
@@ -124,7 +133,7 @@ def run_collect(cfg) -> None:
 
 def dispatch(cfg: object) -> None:
     handlers = {"CollectConfig": run_collect, "InfoArgs": run_info, "ShowArgs": run_show,
-                "TrainPolicyArgs": run_train, "EvalArgs": run_eval, "PretrainArgs": run_pretrain}
+                "TrainPolicyArgs": run_train, "EvalArgs": run_eval, "PretrainArgs": run_pretrain, "ProbeArgs": run_probe}
     handlers[type(cfg).__name__](cfg)
 
 

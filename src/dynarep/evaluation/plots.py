@@ -68,6 +68,24 @@ def plot_point_cloud(ds: ZarrDataset, episode: int, step: int, flow_k: int = 0, 
     return fig
 
 
+def scatter_cloud(xyz: np.ndarray, colours: np.ndarray, out: Path, title: str = "") -> Path:
+    """A point cloud with one RGB colour per point, saved to `out`."""
+    fig = plt.figure(figsize=(6.4, 5.2), dpi=110)
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(*xyz.T, s=5, c=np.clip(colours, 0, 1), depthshade=False)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_zlabel("z (m)")
+    _equal_axes(ax, xyz)
+    ax.view_init(elev=28, azim=-62)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return Path(out)
+
+
 def _equal_axes(ax, xyz: np.ndarray) -> None:
     centre = (xyz.max(0) + xyz.min(0)) / 2
     half = (xyz.max(0) - xyz.min(0)).max() / 2

@@ -1,0 +1,120 @@
+"""What a frozen representation encodes, without rollouts.
+
+`dynarep probe --encoder DIR --data PATH`:
+- a linear probe (ridge regression, closed form) from frozen features to the robot state (DP3's 9-d
+  state) and to the object state (MetaWorld's first object position, `full_state[4:7]`), fitted on
+  some episodes and scored (R², per target group) on held-out episodes: how much control-relevant
+  information the encoder keeps, in the style of DynaMo's offline probes;
+- feature statistics (per-dimension standard deviation: the collapse watch);
+- optionally a picture of one point cloud coloured by the first three PCA components of the
+  encoder's per-point features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dynarep.config import save_json
+from dynarep.data.sampler import split_episodes
+from dynarep.data.store import ZarrDataset
+from dynarep.errors import ConfigError
+
+TARGETS = {"robot_state": ("state", slice(None)), "object_position": ("full_state", slice(4, 7))}
+
+
+@dataclass
+class ProbeArgs:
+    """Linear probes from frozen encoder features to robot and object state, and a PCA picture."""
+
+    encoder: Path = Path("runs/pretrain")
+    """An exported encoder directory (from `dynarep pretrain`)."""
+    data: Path = Path("data/demos.zarr")
+    out: Path = Path("probe.json")
+    val_ratio: float = 0.3
+    ridge: float = 1e-3
+    seed: int = 0
+    pca_image: Path | None = None
+    """Write a PCA-coloured point cloud picture here."""
+    pca_step: int = 40
+
+
+@torch.no_grad()
+def encode_dataset(encoder, normalizer, clouds: np.ndarray, batch: int = 256) -> np.ndarray:
+    feats = []
+    for i in range(0, len(clouds), batch):
+        pc = torch.from_numpy(clouds[i : i + batch, :, : encoder.in_channels]).float()
+        if normalizer is not None and "point_cloud" in normalizer:
+            pc = normalizer.normalize("point_cloud", pc)
+        feats.append(encoder({"point_cloud": pc}).numpy())
+    return np.concatenate(feats)
+
+
+def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
+    """R² on validation of a ridge regression with standardised inputs and targets."""
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    ymu, ysd = y_train.mean(0), y_train.std(0) + 1e-6
+    xt, xv = (x_train - mu) / sd, (x_val - mu) / sd
+    xt, xv = np.hstack([xt, np.ones((len(xt), 1))]), np.hstack([xv, np.ones((len(xv), 1))])
+    w = np.linalg.solve(xt.T @ xt + ridge * len(xt) * np.eye(xt.shape[1]), xt.T @ ((y_train - ymu) / ysd))
+    pred = xv @ w * ysd + ymu
+    ss_res = ((y_val - pred) ** 2).sum(0)
+    ss_tot = ((y_val - y_val.mean(0)) ** 2).sum(0) + 1e-12
+    return float(np.mean(1 - ss_res / ss_tot))
+
+
+def probe(args: ProbeArgs) -> dict:
+    from dynarep.training.train_policy import load_encoder
+
+    encoder, normalizer = load_encoder(args.encoder)
+    encoder.eval()
+    ds = ZarrDataset.open(args.data)
+    if ds.n_episodes < 2:
+        raise ConfigError(f"{args.data}: the probe needs at least 2 episodes to hold some out, found {ds.n_episodes}")
+    features = encode_dataset(encoder, normalizer, ds.read("point_cloud").astype(np.float32))
+    train_mask, val_mask = split_episodes(ds.n_episodes, args.val_ratio, seed=args.seed)
+    step_episode = np.repeat(np.arange(ds.n_episodes), ds.episode_lengths)
+    tr, va = train_mask[step_episode], val_mask[step_episode]
+    scores = {}
+    for name, (key, cols) in TARGETS.items():
+        if key in ds:
+            y = ds.read(key)[:, cols].astype(np.float64)
+            scores[name] = ridge_r2(features[tr], y[tr], features[va], y[va], args.ridge)
+    std = features.std(0)
+    report = {
+        "encoder": str(args.encoder), "data": str(args.data), "r2": scores,
+        "train_steps": int(tr.sum()), "val_steps": int(va.sum()),
+        "feature_std": {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
+                        "dims": int(std.size)},
+    }
+    if args.pca_image is not None:
+        report["pca_image"] = str(plot_pca_cloud(encoder, normalizer, ds, min(args.pca_step, ds.n_steps - 1), args.pca_image))
+    save_json(report, Path(args.out))
+    return report
+
+
+@torch.no_grad()
+def plot_pca_cloud(encoder, normalizer, ds: ZarrDataset, step: int, out: Path) -> Path:
+    from dynarep.evaluation.plots import scatter_cloud
+
+    cloud = ds.read("point_cloud", step)[:, : encoder.in_channels].astype(np.float32)
+    pc = torch.from_numpy(cloud)[None]
+    if normalizer is not None and "point_cloud" in normalizer:
+        pc = normalizer.normalize("point_cloud", pc)
+    if not hasattr(encoder, "point_features"):
+        raise ConfigError(f"encoder {type(encoder).__name__} has no per-point features to colour a cloud with")
+    feats = encoder.point_features({"point_cloud": pc})[0].numpy()
+    centred = feats - feats.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    comps = centred @ vt[:3].T
+    colours = (comps - comps.min(0)) / (np.ptp(comps, axis=0) + 1e-9)
+    return scatter_cloud(cloud[:, :3], colours, out, title=f"step {step}: first 3 PCA components of per-point features")
+
+
+def format_probe(report: dict) -> str:
+    r2 = ", ".join(f"{k} R² {v:.3f}" for k, v in report["r2"].items())
+    fs = report["feature_std"]
+    return f"{r2}; feature std mean {fs['mean']:.3f}, min {fs['min']:.3f}, dead dims {fs['dead_dims']}/{fs['dims']}"

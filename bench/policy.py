@@ -25,10 +25,11 @@ def train_throughput(data: Path, preset: str, steps: int, batch: int | None) -> 
     from dynarep.data.sampler import SequenceSampler
     from dynarep.policies.base import build_policy
     from dynarep.training.loop import EMA, to_device
-    from dynarep.training.train_policy import TrainPolicyArgs, load_demonstrations, resolve_configs
+    from dynarep.data.store import load_demonstrations
+    from dynarep.training.train_policy import TrainPolicyArgs, resolve_configs
 
     args = TrainPolicyArgs(data=(data,), preset=preset, batch_size=batch)
-    demos = load_demonstrations(args.data)
+    demos = load_demonstrations(args.data, ("point_cloud", "state", "action"))
     pcfg, tcfg = resolve_configs(args, demos)
     torch.manual_seed(0)
     policy = build_policy(pcfg)
@@ -80,7 +81,8 @@ def episode_split(data: Path, steps: int) -> dict[str, float]:
 
     from dynarep.evaluation.rollout import PolicyRunner, observation_config, run_episode
     from dynarep.sim.scene import EVAL_STREAM, MetaWorldScene, episode_seed
-    from dynarep.training.train_policy import TrainPolicyArgs, load_policy, train_policy
+    from dynarep.training.export import load_policy
+    from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
     with tempfile.TemporaryDirectory() as tmp:
         train_policy(TrainPolicyArgs(data=(data,), out=Path(tmp), steps=1, batch_size=2, device="cpu"))

@@ -24,7 +24,7 @@ def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: 
     from dynarep.objectives.base import build_objective
     from dynarep.training.loop import to_device
     from dynarep.training.pretrain import pretrain_preset
-    from dynarep.training.train_policy import load_demonstrations
+    from dynarep.data.store import load_demonstrations
 
     cfg, tcfg, _ = pretrain_preset(method, preset)
     demos = load_demonstrations((data,), keys=("point_cloud",))

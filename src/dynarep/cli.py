@@ -40,12 +40,11 @@ class ShowArgs:
 
 
 def _commands() -> dict[str, type]:
+    from dynarep.evaluation.probes import ProbeArgs
     from dynarep.evaluation.rollout import EvalArgs
     from dynarep.sim.collect import CollectConfig
     from dynarep.training.pretrain import PretrainArgs
     from dynarep.training.train_policy import TrainPolicyArgs
-
-    from dynarep.evaluation.probes import ProbeArgs
 
     return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "pretrain": PretrainArgs,
             "train": TrainPolicyArgs, "eval": EvalArgs, "probe": ProbeArgs}

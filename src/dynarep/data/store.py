@@ -12,6 +12,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -691,3 +692,35 @@ class ZarrDataset:
             if name in attrs:
                 lines.append(f"{name}: {json.dumps(attrs[name], sort_keys=True)}")
         return lines
+
+
+@dataclass
+class Demonstrations:
+    """Windows for training and validation, from one or several stores."""
+
+    arrays: dict[str, np.ndarray]
+    episode_ends: np.ndarray
+    sources: list[dict] = field(default_factory=list)
+
+
+def load_demonstrations(paths: Iterable[str | os.PathLike[str]], keys: tuple[str, ...]) -> Demonstrations:
+    """Concatenate several stores (episodes stay whole) after checking they agree on shapes."""
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    ends, offset, sources = [], 0, []
+    for path in paths:
+        ds = ZarrDataset.open(path)
+        missing = [k for k in keys if k not in ds]
+        if missing:
+            raise DataError(f"{path}: has no {missing}; policy training needs {list(keys)} (found {ds.keys})")
+        for key in keys:
+            arr = ds.read(key).astype(np.float32)
+            if arrays[key] and arrays[key][0].shape[1:] != arr.shape[1:]:
+                raise DataError(f"{path}: '{key}' has shape {arr.shape} but earlier datasets have {arrays[key][0].shape}")
+            if key in ("point_cloud", "state", "action") and not np.isfinite(arr).all():
+                ds.check_finite(key)
+            arrays[key].append(arr)
+        ends.append(ds.episode_ends + offset)
+        offset += ds.n_steps
+        sources.append({"path": str(Path(path).resolve()), "episodes": ds.n_episodes, "steps": ds.n_steps,
+                        "tasks": [t for t in ds.tasks if t], "observation": (ds.attrs.get("config") or {}).get("obs")})
+    return Demonstrations({k: np.concatenate(v) for k, v in arrays.items()}, np.concatenate(ends), sources)

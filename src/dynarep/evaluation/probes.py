@@ -67,7 +67,7 @@ def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
 
 
 def probe(args: ProbeArgs) -> dict:
-    from dynarep.training.train_policy import load_encoder
+    from dynarep.training.export import load_encoder
 
     encoder, normalizer = load_encoder(args.encoder)
     encoder.eval()

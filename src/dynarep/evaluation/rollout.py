@@ -201,7 +201,7 @@ def evaluate(args: EvalArgs) -> dict:
     from dynarep.sim.scene import MetaWorldScene
     from dynarep.sim.tasks import canonical_task
     from dynarep.training.checkpoint import load_checkpoint
-    from dynarep.training.train_policy import load_policy
+    from dynarep.training.export import load_policy
 
     start = time.time()
     if args.episodes <= 0 or not args.seeds:

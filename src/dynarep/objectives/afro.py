@@ -27,7 +27,12 @@ from torch import nn
 
 from dynarep.errors import ConfigError
 from dynarep.models.dit import LatentDiT
-from dynarep.objectives.base import CONFIGS, Objective, ObjectiveConfig, register_objective
+from dynarep.objectives.base import (
+    CONFIGS,
+    Objective,
+    ObjectiveConfig,
+    register_objective,
+)
 from dynarep.objectives.losses import vicreg
 
 

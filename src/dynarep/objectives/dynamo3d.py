@@ -17,7 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from dynarep.objectives.afro import InverseDynamics, feature_statistics, mlp, update_ema
-from dynarep.objectives.base import CONFIGS, Objective, ObjectiveConfig, register_objective
+from dynarep.objectives.base import (
+    CONFIGS,
+    Objective,
+    ObjectiveConfig,
+    register_objective,
+)
 from dynarep.objectives.losses import off_diagonal_cov
 
 

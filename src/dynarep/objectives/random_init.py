@@ -9,7 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from dynarep.objectives.base import CONFIGS, Objective, ObjectiveConfig, register_objective
+from dynarep.objectives.base import (
+    CONFIGS,
+    Objective,
+    ObjectiveConfig,
+    register_objective,
+)
 
 
 @dataclass

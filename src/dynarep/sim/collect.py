@@ -26,7 +26,13 @@ import tyro
 
 from dynarep.config import to_dict
 from dynarep.errors import ConfigError, DataError, DynarepError
-from dynarep.sim.scene import DEMO_STREAM, MetaWorldScene, ObservationConfig, episode_seed, make_expert
+from dynarep.sim.scene import (
+    DEMO_STREAM,
+    MetaWorldScene,
+    ObservationConfig,
+    episode_seed,
+    make_expert,
+)
 from dynarep.sim.tasks import DIFFICULTY, INSTRUCTIONS, expand_tasks
 
 # Settings that change the data; a resumed run must agree on all of them.

@@ -27,7 +27,12 @@ from torch import nn
 from dynarep.data.sampler import SequenceSampler
 from dynarep.errors import ConfigError
 from dynarep.training.checkpoint import (
-    CheckpointError, flatten_optimizer, load_checkpoint, load_matching, save_checkpoint, unflatten_optimizer,
+    CheckpointError,
+    flatten_optimizer,
+    load_checkpoint,
+    load_matching,
+    save_checkpoint,
+    unflatten_optimizer,
 )
 
 

@@ -24,7 +24,8 @@ from dynarep.data.sampler import SequenceSampler
 from dynarep.errors import ConfigError
 from dynarep.objectives.base import ObjectiveConfig, build_objective, objective_config
 from dynarep.training.loop import TrainConfig, Trainer
-from dynarep.training.train_policy import load_demonstrations, save_encoder
+from dynarep.data.store import load_demonstrations
+from dynarep.training.export import save_encoder
 
 
 def pretrain_preset(method: str, preset: str) -> tuple[ObjectiveConfig, TrainConfig, int | None]:

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from dynarep.config import from_dict, save_json, to_dict
+from dynarep.config import save_json, to_dict
 from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler, split_episodes
-from dynarep.data.store import ZarrDataset
-from dynarep.errors import ConfigError, DataError
-from dynarep.models.encoders import EncoderConfig, build_encoder
-from dynarep.policies.base import Policy, PolicyConfig, build_policy
-from dynarep.training.checkpoint import CheckpointError, load_checkpoint, load_matching, save_checkpoint
+from dynarep.data.store import Demonstrations, load_demonstrations
+from dynarep.errors import ConfigError
+from dynarep.policies.base import PolicyConfig, build_policy
+from dynarep.training.export import (  # noqa: F401
+    export_policy,
+    load_encoder,
+    load_policy,
+    read_encoder_config,
+)
 from dynarep.training.loop import TrainConfig, Trainer
 
 POLICY_KEYS = ("point_cloud", "state", "action")
+
 
 
 def policy_preset(name: str, kind: str = "diffusion") -> tuple[PolicyConfig, TrainConfig]:
@@ -97,38 +101,6 @@ class TrainPolicyArgs:
             raise ConfigError("--freeze/--finetune need --encoder DIR (a pre-trained encoder)")
 
 
-@dataclass
-class Demonstrations:
-    """Windows for training and validation, from one or several stores."""
-
-    arrays: dict[str, np.ndarray]
-    episode_ends: np.ndarray
-    sources: list[dict] = field(default_factory=list)
-
-
-def load_demonstrations(paths: tuple[Path, ...], keys: tuple[str, ...] = POLICY_KEYS) -> Demonstrations:
-    """Concatenate several stores (episodes stay whole) after checking they agree on shapes."""
-    arrays: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    ends, offset, sources = [], 0, []
-    for path in paths:
-        ds = ZarrDataset.open(path)
-        missing = [k for k in keys if k not in ds]
-        if missing:
-            raise DataError(f"{path}: has no {missing}; policy training needs {list(keys)} (found {ds.keys})")
-        for key in keys:
-            arr = ds.read(key).astype(np.float32)
-            if arrays[key] and arrays[key][0].shape[1:] != arr.shape[1:]:
-                raise DataError(f"{path}: '{key}' has shape {arr.shape} but earlier datasets have {arrays[key][0].shape}")
-            if key in ("point_cloud", "state", "action") and not np.isfinite(arr).all():
-                ds.check_finite(key)
-            arrays[key].append(arr)
-        ends.append(ds.episode_ends + offset)
-        offset += ds.n_steps
-        sources.append({"path": str(Path(path).resolve()), "episodes": ds.n_episodes, "steps": ds.n_steps,
-                        "tasks": [t for t in ds.tasks if t], "observation": (ds.attrs.get("config") or {}).get("obs")})
-    return Demonstrations({k: np.concatenate(v) for k, v in arrays.items()}, np.concatenate(ends), sources)
-
-
 def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[PolicyConfig, TrainConfig]:
     pcfg, tcfg = policy_preset(args.preset, args.policy)
     pcfg.state_dim = demos.arrays["state"].shape[-1]
@@ -148,62 +120,9 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
     return pcfg, tcfg
 
 
-# --- encoders exported by pre-training ----------------------------------------------------
-ENCODER_WEIGHTS, ENCODER_META = "model.safetensors", "checkpoint.json"
-
-
-def read_encoder_config(directory: Path) -> EncoderConfig:
-    _, meta = load_checkpoint(directory)
-    if meta.get("kind") != "encoder":
-        raise CheckpointError(f"{directory}: is a '{meta.get('kind')}' checkpoint, not an exported encoder")
-    return from_dict(EncoderConfig, meta["encoder"], where=f"{directory}/checkpoint.json:encoder")
-
-
-def save_encoder(directory: Path, encoder: torch.nn.Module, cfg: EncoderConfig, normalizer: MinMaxNormalizer | None,
-                 meta: dict | None = None) -> Path:
-    """Export an encoder: its weights, its point-cloud normalisation and its config."""
-    tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    if normalizer is not None and "point_cloud" in normalizer:
-        tensors.update({f"normalizer.{k}": v for k, v in normalizer.state_dict().items() if k.startswith("point_cloud.")})
-    return save_checkpoint(directory, tensors, {"kind": "encoder", "encoder": to_dict(cfg), **(meta or {})})
-
-
-def load_encoder(directory: Path):
-    """(encoder module, its point-cloud normalizer or None) from an exported encoder directory."""
-    tensors, meta = load_checkpoint(directory)
-    cfg = read_encoder_config(directory)
-    encoder = build_encoder(cfg)
-    load_matching(encoder, tensors, "encoder.", directory)
-    norm = {k[len("normalizer."):]: v for k, v in tensors.items() if k.startswith("normalizer.")}
-    return encoder, (MinMaxNormalizer.from_state_dict(norm) if norm else None)
-
-
-# --- policies ---------------------------------------------------------------------------------
-def export_policy(directory: Path, policy: Policy, weights: dict[str, torch.Tensor], meta: dict) -> Path:
-    tensors = {f"policy.{k}": v for k, v in weights.items()}
-    tensors.update({f"normalizer.{k}": v for k, v in policy.normalizer.state_dict().items()})
-    return save_checkpoint(directory, tensors, {"kind": "policy", "policy": to_dict(policy.cfg), **meta})
-
-
-def load_policy(directory: Path, device: str | torch.device = "cpu") -> Policy:
-    """A trained policy from `dynarep train`'s output directory (or its `policy/` subdirectory)."""
-    directory = Path(directory)
-    if (directory / "policy").is_dir():
-        directory = directory / "policy"
-    tensors, meta = load_checkpoint(directory)
-    if meta.get("kind") != "policy":
-        raise CheckpointError(f"{directory}: is a '{meta.get('kind')}' checkpoint, not a policy")
-    cfg = from_dict(PolicyConfig, meta["policy"], where=f"{directory}/checkpoint.json:policy")
-    policy = build_policy(cfg)
-    load_matching(policy, tensors, "policy.", directory)
-    norm = {k[len("normalizer."):]: v for k, v in tensors.items() if k.startswith("normalizer.")}
-    policy.set_normalizer(MinMaxNormalizer.from_state_dict(norm))
-    return policy.to(device).eval()
-
-
 def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     args.validate()
-    demos = load_demonstrations(args.data)
+    demos = load_demonstrations(args.data, POLICY_KEYS)
     pcfg, tcfg = resolve_configs(args, demos)
     torch.manual_seed(tcfg.seed)
     policy = build_policy(pcfg)

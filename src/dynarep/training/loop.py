@@ -225,7 +225,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed + 99)
         for _ in range(self.cfg.val_batches):
             idx = rng.integers(0, len(self.val), size=min(self.cfg.batch_size, len(self.val)))
-            losses.append(float(self.model.compute_loss(to_device(self.val.sample_batch(idx), self.acc.device))["loss"]))
+            losses.append(float(self.model(to_device(self.val.sample_batch(idx), self.acc.device))["loss"]))
         torch.set_rng_state(cpu_state)
         self.wrapped.train()
         return float(np.mean(losses))

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from dynarep.models.dit import DiTBlock, LatentDiT
-from dynarep.objectives.afro import AFRO, AFROConfig, InverseDynamics
+from dynarep.objectives.afro import AFRO, AFROConfig
 from dynarep.objectives.base import build_objective
 from dynarep.objectives.losses import off_diagonal_cov, vicreg
 from dynarep.objectives.random_init import RandomInitConfig
+from dynarep.objectives.teacher import InverseDynamics
 from dynarep.training.checkpoint import load_checkpoint
-from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.export import load_policy
+from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"

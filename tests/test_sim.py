@@ -9,7 +9,13 @@ import dynarep  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
 from dynarep.errors import ConfigError
 from dynarep.sim import render
 from dynarep.sim.collect import run_expert_episode
-from dynarep.sim.scene import DEMO_STREAM, EVAL_STREAM, MetaWorldScene, ObservationConfig, episode_seed
+from dynarep.sim.scene import (
+    DEMO_STREAM,
+    EVAL_STREAM,
+    MetaWorldScene,
+    ObservationConfig,
+    episode_seed,
+)
 
 # Images at the point-cloud resolution: every cloud point is then exactly a pixel of the stored depth.
 SMALL = ObservationConfig(image_size=128, point_render_size=128, num_points=256)

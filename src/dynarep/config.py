@@ -69,13 +69,9 @@ def coerce_value(tp: Any, v: Any, where: str) -> Any:
 
 def save_json(obj: Any, path: Path) -> None:
     """Atomic JSON write: a reader never sees half a file."""
-    import os
+    from dynarep.fileio import atomic_write_bytes
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, indent=2))
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(path), json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, indent=2).encode())
 
 
 def load_json(path: Path) -> dict:

@@ -17,39 +17,35 @@ Table 5's ablations are flags: `deterministic_fdm`, `use_difference=False` (raw 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
-from torch import nn
 
 from dynarep.errors import ConfigError
 from dynarep.models.dit import LatentDiT
 from dynarep.objectives.base import (
     CONFIGS,
-    Objective,
-    ObjectiveConfig,
     register_objective,
 )
 from dynarep.objectives.losses import vicreg
+from dynarep.objectives.teacher import (
+    InverseDynamics,
+    LatentDynamicsConfig,
+    TeacherStudent,
+    feature_statistics,
+)
 
 
 @dataclass
-class AFROConfig(ObjectiveConfig):
-    interval: int = 2
-    """k: steps between the two frames of a pair (authors' code: 2)."""
-    latent_action_dim: int = 16
-    idm_hidden: tuple[int, ...] = (256, 128)
+class AFROConfig(LatentDynamicsConfig):
     fdm_width: int = 256
     fdm_depth: int = 4
     fdm_heads: int = 4
     fdm_mlp_ratio: float = 4.0
     diffusion_steps: int = 100
     beta_schedule: str = "squaredcos_cap_v2"
-    ema_start: float = 0.996
-    """Teacher momentum at step 0, rising linearly to 1 at the last step."""
     vicreg_weights: tuple[float, float, float] = (25.0, 25.0, 1.0)
     forward_weight: float = 1.0
     reverse_weight: float = 1.0
@@ -69,44 +65,16 @@ class AFROConfig(ObjectiveConfig):
             raise ConfigError(f"loss must be 'vicreg' or 'mse', got '{self.loss}'")
 
 
-def mlp(dims: tuple[int, ...]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(dims) - 2:
-            layers.append(nn.GELU())
-    return nn.Sequential(*layers)
-
-
-class InverseDynamics(nn.Module):
-    """Latent action from a pair of features: by default from their difference only."""
-
-    def __init__(self, feature_dim: int, hidden: tuple[int, ...], action_dim: int, use_difference: bool):
-        super().__init__()
-        self.use_difference = use_difference
-        self.net = mlp((feature_dim * (1 if use_difference else 2), *hidden, action_dim))
-
-    def forward(self, f_from: torch.Tensor, f_to: torch.Tensor) -> torch.Tensor:
-        x = f_to - f_from if self.use_difference else torch.cat([f_from, f_to], dim=-1)
-        return self.net(x)
-
-
 @register_objective("afro")
-class AFRO(Objective):
+class AFRO(TeacherStudent):
     def __init__(self, cfg: AFROConfig):
         cfg.validate()
         super().__init__(cfg)
         D = self.encoder.output_dim
-        self.teacher = copy.deepcopy(self.encoder).requires_grad_(False)
         self.idm = InverseDynamics(D, tuple(cfg.idm_hidden), cfg.latent_action_dim, cfg.use_difference)
         self.fdm = LatentDiT(D, (D, cfg.latent_action_dim), cfg.fdm_width, cfg.fdm_depth, cfg.fdm_heads, cfg.fdm_mlp_ratio)
         self.scheduler = DDIMScheduler(num_train_timesteps=cfg.diffusion_steps, beta_schedule=cfg.beta_schedule,
                                        clip_sample=True, prediction_type="sample")
-        self.momentum = cfg.ema_start
-
-    def frames(self, clouds: torch.Tensor) -> torch.Tensor:
-        """The frames of a window that form the pairs: 0, k, 2k, ..."""
-        return clouds[:, :: self.cfg.interval]
 
     def predict_target(self, target: torch.Tensor, f_cond: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """FDM prediction of `target` (N, D) given the current feature and latent action."""
@@ -124,10 +92,7 @@ class AFRO(Objective):
         return vicreg(pred, target, inv_w, var_w, cov_w)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        clouds = self.frames(batch["point_cloud"])
-        f = self.encode(self.encoder, clouds)  # (B, M, D)
-        with torch.no_grad():
-            target = self.encode(self.teacher, clouds)
+        f, target = self.encode_pairs(batch)  # (B, M, D) each
         D = f.shape[-1]
         f_t, f_tk = f[:, :-1].reshape(-1, D), f[:, 1:].reshape(-1, D)
         y_t, y_tk = target[:, :-1].reshape(-1, D), target[:, 1:].reshape(-1, D)
@@ -141,33 +106,6 @@ class AFRO(Objective):
         out.update(feature_statistics(f.reshape(-1, D)))
         out["momentum"] = torch.tensor(self.momentum)
         return out
-
-    @torch.no_grad()
-    def on_step_end(self, step: int, total: int) -> None:
-        """EMA teacher update (params and float buffers), momentum linear from ema_start to 1."""
-        self.momentum = self.cfg.ema_start + (1 - self.cfg.ema_start) * min(1.0, (step + 1) / max(total, 1))
-        update_ema(self.teacher, self.encoder, self.momentum)
-
-    def parameter_groups(self, lr: float, encoder_lr: float | None) -> list[dict]:
-        params = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("teacher.")]
-        return [{"params": params, "lr": lr, "name": "afro"}]
-
-
-@torch.no_grad()
-def update_ema(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    t_params, o_params = list(target.parameters()), list(online.parameters())
-    torch._foreach_lerp_(t_params, o_params, 1 - momentum)
-    for tb, ob in zip(target.buffers(), online.buffers()):
-        if tb.is_floating_point():
-            tb.lerp_(ob, 1 - momentum)
-        else:
-            tb.copy_(ob)
-
-
-def feature_statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Collapse watch: per-dimension standard deviation of the online features over the batch."""
-    std = features.detach().std(dim=0)
-    return {"feat_std_mean": std.mean(), "feat_std_min": std.min(), "feat_dead_dims": (std < 1e-2).float().mean()}
 
 
 CONFIGS["afro"] = AFROConfig

@@ -26,6 +26,7 @@ import tyro
 
 from dynarep.config import to_dict
 from dynarep.errors import ConfigError, DataError, DynarepError
+from dynarep.fileio import atomic_write_bytes
 from dynarep.sim.scene import (
     DEMO_STREAM,
     MetaWorldScene,
@@ -113,16 +114,6 @@ def run_expert_episode(scene: MetaWorldScene, seed: int, max_steps: int) -> tupl
 
 def _attempt_path(parts: Path, task: str, attempt: int, ok: bool) -> Path:
     return parts / "attempts" / task / (f"{attempt:05d}.npz" if ok else f"{attempt:05d}.failed.json")
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def run_attempt(parts: str, task: str, attempt: int, cfg_json: str) -> dict:

@@ -21,11 +21,11 @@ import torch
 from dynarep.config import coerce_value, save_json, to_dict
 from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler
+from dynarep.data.store import load_demonstrations
 from dynarep.errors import ConfigError
 from dynarep.objectives.base import ObjectiveConfig, build_objective, objective_config
-from dynarep.training.loop import TrainConfig, Trainer
-from dynarep.data.store import load_demonstrations
 from dynarep.training.export import save_encoder
+from dynarep.training.loop import TrainConfig, Trainer
 
 
 def pretrain_preset(method: str, preset: str) -> tuple[ObjectiveConfig, TrainConfig, int | None]:

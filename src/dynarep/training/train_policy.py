@@ -76,6 +76,9 @@ class TrainPolicyArgs:
     lr: float | None = None
     checkpoint_every: int | None = None
     """Save the full training state every N steps (resume point); default from the preset."""
+    grad_clip: float | None = None
+    """Override the preset's gradient clipping (0 disables, as DP3 ships)."""
+    warmup_steps: int | None = None
     seed: int = 0
     val_ratio: float = 0.02
     """DP3's split: with 10 demonstrations one is held out for validation."""
@@ -113,7 +116,8 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
     if args.encoder is not None:
         pcfg.encoder = read_encoder_config(args.encoder)
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-                 "checkpoint_every": args.checkpoint_every}
+                 "checkpoint_every": args.checkpoint_every, "grad_clip": args.grad_clip,
+                 "warmup_steps": args.warmup_steps}
     tcfg = dataclasses.replace(tcfg, **{k: v for k, v in overrides.items() if v is not None},
                                seed=args.seed, device=args.device,
                                encoder_lr=args.encoder_lr if args.finetune else None)

@@ -45,7 +45,6 @@ class ObservationConfig:
     crop_low: tuple[float, float, float] = (-0.5, 0.25, 0.005)  # z > 0.005 removes the table top and floor
     crop_high: tuple[float, float, float] = (0.5, 0.975, 0.6)  # y < 0.975 drops the back wall (inner face at 0.98), which took half the points
     store_images: bool = True
-    fps_bucket_height: int = 5  # fpsample's kd-tree height; 5 is its advice for ~6k points
 
     def validate(self) -> None:
         if not self.cameras:

@@ -133,13 +133,11 @@ class Trainer:
     """Runs `cfg.steps` optimisation steps of `model` on `train` windows, writing into `out`."""
 
     def __init__(self, model: nn.Module, train: SequenceSampler, val: SequenceSampler | None, cfg: TrainConfig,
-                 out: Path, run_config: dict[str, Any], extra_tensors: dict[str, torch.Tensor] | None = None,
-                 callbacks: list | None = None):
+                 out: Path, run_config: dict[str, Any], callbacks: list | None = None):
         from accelerate import Accelerator
 
         cfg.validate()
         self.cfg, self.out, self.run_config = cfg, Path(out), run_config
-        self.extra_tensors = extra_tensors or {}
         self.callbacks = callbacks or []  # called as fn(trainer) after every step, on the main process
         cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
         self.acc = Accelerator(cpu=cpu)
@@ -166,7 +164,6 @@ class Trainer:
         opt_tensors, self._opt_meta = flatten_optimizer(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
-        tensors.update(self.extra_tensors)
         return tensors
 
     def save(self) -> None:

@@ -23,12 +23,7 @@ from dynarep.data.sampler import SequenceSampler, split_episodes
 from dynarep.data.store import Demonstrations, load_demonstrations
 from dynarep.errors import ConfigError
 from dynarep.policies.base import PolicyConfig, build_policy
-from dynarep.training.export import (  # noqa: F401
-    export_policy,
-    load_encoder,
-    load_policy,
-    read_encoder_config,
-)
+from dynarep.training.export import export_policy, load_encoder, read_encoder_config
 from dynarep.training.loop import TrainConfig, Trainer
 
 POLICY_KEYS = ("point_cloud", "state", "action")

@@ -81,15 +81,12 @@ def episode_split(data: Path, steps: int) -> dict[str, float]:
 
     from dynarep.evaluation.rollout import PolicyRunner, observation_config, run_episode
     from dynarep.sim.scene import EVAL_STREAM, MetaWorldScene, episode_seed
-    from dynarep.training.export import load_policy
+    from dynarep.training.export import load_policy_and_meta
     from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
     with tempfile.TemporaryDirectory() as tmp:
         train_policy(TrainPolicyArgs(data=(data,), out=Path(tmp), steps=1, batch_size=2, device="cpu"))
-        policy = load_policy(Path(tmp))
-        from dynarep.training.checkpoint import load_checkpoint
-
-        _, meta = load_checkpoint(Path(tmp) / "policy")
+        policy, meta = load_policy_and_meta(Path(tmp))
     task = meta["data"][0]["tasks"][0]
     obs_cfg = observation_config(meta)
     obs_cfg.store_images = False

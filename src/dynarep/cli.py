@@ -84,12 +84,12 @@ def _periodic_evaluation(args):
     from dynarep.evaluation.rollout import PeriodicEvaluation, observation_config
     from dynarep.sim.tasks import canonical_task
 
-    ds = ZarrDataset.open(args.data[0])
-    tasks = sorted({t for path in args.data for t in ZarrDataset.open(path).tasks})
+    stores = [ZarrDataset.open(path) for path in args.data]
+    tasks = sorted({t for ds in stores for t in ds.tasks})
     task = canonical_task(args.eval_task) if args.eval_task else (tasks[0] if len(tasks) == 1 else None)
     if task is None:
         raise ConfigError(f"--eval-task is needed for --eval-every: the data has tasks {tasks or 'without names'}")
-    obs_cfg = observation_config({"observation": (ds.attrs.get("config") or {}).get("obs")})
+    obs_cfg = observation_config({"observation": (stores[0].attrs.get("config") or {}).get("obs")})
     return PeriodicEvaluation(task, obs_cfg, args.eval_every, args.eval_episodes, max_steps=args.eval_max_steps)
 
 

@@ -200,15 +200,12 @@ class PeriodicEvaluation:
 def evaluate(args: EvalArgs) -> dict:
     from dynarep.sim.scene import MetaWorldScene
     from dynarep.sim.tasks import canonical_task
-    from dynarep.training.checkpoint import load_checkpoint
-    from dynarep.training.export import load_policy
+    from dynarep.training.export import load_policy_and_meta
 
     start = time.time()
     if args.episodes <= 0 or not args.seeds:
         raise ConfigError("--episodes must be positive and --seeds non-empty")
-    policy = load_policy(args.policy, args.device)
-    policy_dir = Path(args.policy) / "policy" if (Path(args.policy) / "policy").is_dir() else Path(args.policy)
-    _, meta = load_checkpoint(policy_dir)
+    policy, meta = load_policy_and_meta(args.policy, args.device)
     tasks = sorted({t for src in meta.get("data", []) for t in src.get("tasks", [])})
     task = canonical_task(args.task) if args.task else (tasks[0] if len(tasks) == 1 else None)
     if task is None:

@@ -55,6 +55,11 @@ def export_policy(directory: Path, policy: Policy, weights: dict[str, torch.Tens
 
 def load_policy(directory: Path, device: str | torch.device = "cpu") -> Policy:
     """A trained policy from `dynarep train`'s output directory (or its `policy/` subdirectory)."""
+    return load_policy_and_meta(directory, device)[0]
+
+
+def load_policy_and_meta(directory: Path, device: str | torch.device = "cpu") -> tuple[Policy, dict]:
+    """The policy and its checkpoint metadata (training data, observation pipeline), read once."""
     directory = Path(directory)
     if (directory / "policy").is_dir():
         directory = directory / "policy"
@@ -66,4 +71,4 @@ def load_policy(directory: Path, device: str | torch.device = "cpu") -> Policy:
     load_matching(policy, tensors, "policy.", directory)
     norm = {k[len("normalizer."):]: v for k, v in tensors.items() if k.startswith("normalizer.")}
     policy.set_normalizer(MinMaxNormalizer.from_state_dict(norm))
-    return policy.to(device).eval()
+    return policy.to(device).eval(), meta

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 
-def train_throughput(data: Path, preset: str, steps: int, batch: int | None) -> float:
+def training_setup(data: Path, preset: str, batch: int | None, device: str = "cpu"):
+    """(policy, sampler, batch size) exactly as `dynarep train` builds them."""
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.data.sampler import SequenceSampler
-    from dynarep.policies.base import build_policy
-    from dynarep.training.loop import EMA, to_device
     from dynarep.data.store import load_demonstrations
+    from dynarep.policies.base import build_policy
     from dynarep.training.train_policy import TrainPolicyArgs, resolve_configs
 
     args = TrainPolicyArgs(data=(data,), preset=preset, batch_size=batch)
@@ -36,24 +36,51 @@ def train_throughput(data: Path, preset: str, steps: int, batch: int | None) -> 
     policy.set_normalizer(MinMaxNormalizer().fit(demos.arrays))
     sampler = SequenceSampler(demos.arrays, demos.episode_ends, pcfg.horizon, pcfg.n_obs_steps - 1,
                               pcfg.n_action_steps - 1, key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
+    return policy.to(device), sampler, tcfg.batch_size
+
+
+def train_throughput(data: Path, preset: str, steps: int, batch: int | None, device: str = "cpu") -> float:
+    from dynarep.training.loop import EMA, to_device
+
+    policy, sampler, B = training_setup(data, preset, batch, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, weight_decay=1e-6)
     ema = EMA(policy, 0.75, 0.9999)
     rng = np.random.default_rng(0)
-    B = tcfg.batch_size
     for i in range(steps + 2):
         if i == 2:
+            synchronize(device)
             t0 = time.perf_counter()
-        batch = to_device(sampler.sample_batch(rng.integers(0, len(sampler), B)), torch.device("cpu"))
+        batch = to_device(sampler.sample_batch(rng.integers(0, len(sampler), B)), torch.device(device))
         loss = policy(batch)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         opt.step()
         ema.update(policy)
+    synchronize(device)
     return steps * B / (time.perf_counter() - t0)
 
 
-def chunk_latency(preset: str, repeats: int) -> tuple[float, float]:
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def training_flops_per_sample(data: Path, preset: str, device: str = "cpu") -> float:
+    """Floating-point operations of one training sample (forward + backward), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dynarep.training.loop import to_device
+
+    policy, sampler, _ = training_setup(data, preset, 8, device)
+    batch = to_device(sampler.sample_batch(np.arange(8) % len(sampler)), torch.device(device))
+    with FlopCounterMode(display=False) as counter:
+        policy(batch)["loss"].backward()
+    return counter.get_total_flops() / 8
+
+
+def chunk_latencies(preset: str, repeats: int, device: str = "cpu") -> np.ndarray:
+    """Seconds from one observation to one action chunk, `repeats` times after 3 warm-up calls."""
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.policies.base import build_policy
     from dynarep.training.train_policy import policy_preset
@@ -63,14 +90,21 @@ def chunk_latency(preset: str, repeats: int) -> tuple[float, float]:
     rng = np.random.default_rng(0)
     policy.set_normalizer(MinMaxNormalizer().fit({"point_cloud": rng.random((64, 512, 3)), "state": rng.random((64, 9)),
                                                   "action": rng.random((64, 4))}))
-    obs = {"point_cloud": torch.rand(1, 2, 512, 3), "state": torch.rand(1, 2, 9)}
+    policy.to(device)
+    obs = {"point_cloud": torch.rand(1, 2, 512, 3, device=device), "state": torch.rand(1, 2, 9, device=device)}
     times = []
     with torch.inference_mode():
         for i in range(repeats + 3):
             t0 = time.perf_counter()
             policy.predict_action(obs)
+            synchronize(device)
             if i >= 3:
                 times.append(time.perf_counter() - t0)
+    return np.asarray(times)
+
+
+def chunk_latency(preset: str, repeats: int) -> tuple[float, float]:
+    times = chunk_latencies(preset, repeats)
     return float(np.median(times) * 1e3), float(np.percentile(times, 90) * 1e3)
 
 
@@ -93,7 +127,8 @@ def episode_split(data: Path, steps: int) -> dict[str, float]:
     scene = MetaWorldScene(task, obs_cfg, max_steps=steps)
     runner = PolicyRunner(policy, "cpu", 0)
     t0 = time.perf_counter()
-    _, length, timing = run_episode(scene, episode_seed(0, EVAL_STREAM, task, 0), steps, lambda a, t: runner.act(a))
+    act, observe = runner.episode_callbacks()
+    _, length, timing = run_episode(scene, episode_seed(0, EVAL_STREAM, task, 0), steps, act, observe=observe)
     total = time.perf_counter() - t0
     scene.close()
     return {"steps": length, "total_s": total, **{f"{k}_s": v for k, v in timing.items()}}

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 
-def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: int | None) -> tuple[float, int]:
+def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: int | None,
+                       device: str = "cpu") -> tuple[float, int]:
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.data.sampler import SequenceSampler
     from dynarep.objectives.base import build_objective
@@ -31,6 +32,7 @@ def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: 
     torch.manual_seed(0)
     objective = build_objective(method, cfg)
     objective.normalizer = MinMaxNormalizer().fit({"point_cloud": demos.arrays["point_cloud"]})
+    objective.to(device)
     sampler = SequenceSampler(demos.arrays, demos.episode_ends, cfg.window)
     params = [p for g in objective.parameter_groups(1e-4, None) for p in g["params"]]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -38,13 +40,20 @@ def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: 
     rng = np.random.default_rng(0)
     for i in range(steps + 2):
         if i == 2:
+            synchronize(device)
             t0 = time.perf_counter()
-        out = objective(to_device(sampler.sample_batch(rng.integers(0, len(sampler), B)), torch.device("cpu")))
+        out = objective(to_device(sampler.sample_batch(rng.integers(0, len(sampler), B)), torch.device(device)))
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
         objective.on_step_end(i, steps + 2)
+    synchronize(device)
     return steps * B / (time.perf_counter() - t0), B
+
+
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def main() -> None:

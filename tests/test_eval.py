@@ -51,6 +51,37 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     assert r["time_split_seconds"]["policy"] > 0 and "button-press: success" in proc.stdout
 
 
+def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
+    """The observation history must hold steps t-1 and t (DP3's multi-step wrapper), not the
+    observations at the last two chunk boundaries."""
+    from dynarep.evaluation.rollout import PolicyRunner, observation_config, run_episode
+    from dynarep.sim.scene import MetaWorldScene
+    from dynarep.training.export import load_policy_and_meta
+
+    policy, meta = load_policy_and_meta(tiny_policy)
+    scene = MetaWorldScene("button-press", observation_config(meta), max_steps=50)
+    runner = PolicyRunner(policy, "cpu", 0)
+    seen, histories = [], []
+    act, observe = runner.episode_callbacks()
+
+    def recording_observe(arrays):
+        observe(arrays)
+        seen.append(arrays["state"].copy())
+
+    def recording_act(arrays, t):
+        histories.append((t, [h["state"].copy() for h in runner.history]))
+        return act(arrays, t)
+
+    _, length, _ = run_episode(scene, 123, 20, recording_act, observe=recording_observe)
+    scene.close()
+    assert len(seen) == length + 1 and len(histories) >= 2
+    n_action = policy.cfg.n_action_steps
+    for t, states in histories:
+        assert t % n_action == 0
+        expected = [seen[max(t - 1, 0)], seen[t]]
+        assert all(np.array_equal(a, b) for a, b in zip(states, expected)), t
+
+
 def test_dp3_protocol_is_reported_beside_ours(tiny_policy, tmp_path):
     data = json.loads((tiny_policy / "config.json").read_text())["data"][0]["path"]
     out = tmp_path / "periodic"

@@ -40,14 +40,31 @@ class ShowArgs:
 
 
 def _commands() -> dict[str, type]:
+    from dynarep.demo import DemoArgs
     from dynarep.evaluation.probes import ProbeArgs
+    from dynarep.evaluation.report import ReportArgs
     from dynarep.evaluation.rollout import EvalArgs
     from dynarep.sim.collect import CollectConfig
     from dynarep.training.pretrain import PretrainArgs
     from dynarep.training.train_policy import TrainPolicyArgs
 
-    return {"collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "pretrain": PretrainArgs,
+    return {"demo": DemoArgs, "report": ReportArgs, "collect": CollectConfig, "info": InfoArgs, "show": ShowArgs, "pretrain": PretrainArgs,
             "train": TrainPolicyArgs, "eval": EvalArgs, "probe": ProbeArgs}
+
+
+def run_demo(args) -> None:
+    from dynarep.demo import demo
+
+    out = demo(args)
+    if args.report:
+        print(f"report: {out / 'report.html'} and {out / 'report.md'}")
+
+
+def run_report(args) -> None:
+    from dynarep.evaluation.report import write_report
+
+    html, md = write_report(args)
+    print(f"wrote {html} and {md}")
 
 
 def run_probe(args) -> None:
@@ -131,7 +148,7 @@ def run_collect(cfg) -> None:
 
 
 def dispatch(cfg: object) -> None:
-    handlers = {"CollectConfig": run_collect, "InfoArgs": run_info, "ShowArgs": run_show,
+    handlers = {"DemoArgs": run_demo, "ReportArgs": run_report, "CollectConfig": run_collect, "InfoArgs": run_info, "ShowArgs": run_show,
                 "TrainPolicyArgs": run_train, "EvalArgs": run_eval, "PretrainArgs": run_pretrain, "ProbeArgs": run_probe}
     handlers[type(cfg).__name__](cfg)
 
@@ -144,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         _commands(), args=argv, prog="dynarep",
         description="dynarep: dynamics-aware 3D representations for robot manipulation (add --debug for tracebacks)",
     )
-    from dynarep.runtime import tune_allocator
+    from dynarep.runtime import set_command, tune_allocator
 
     tune_allocator()
+    set_command(argv)
     try:
         dispatch(cfg)
     except DynarepError as e:

@@ -32,3 +32,47 @@ def tune_allocator() -> bool:
         return False
     _done = ok
     return ok
+
+
+# The command line that is running, recorded in every output so a report can show how it was made.
+# `dynarep` sets it from argv; the demo sets it for each stage it runs in-process.
+_command: str | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    import shlex
+
+    global _command
+    _command = "dynarep " + shlex.join(argv)
+
+
+def current_command() -> str | None:
+    return _command
+
+
+def versions() -> dict[str, str]:
+    """Versions of what shaped a result: Python, the numeric stack, the simulator, and our commit."""
+    import platform
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    found = {"python": platform.python_version()}
+    for name in ("dynarep", "torch", "numpy", "diffusers", "mujoco", "metaworld", "zarr"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    repo = Path(__file__).resolve().parents[2]
+    if (repo / ".git").exists():
+        try:
+            found["git"] = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                          text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return found
+
+
+def provenance() -> dict:
+    """What every output records about how it was made."""
+    return {"command": current_command(), "versions": versions()}

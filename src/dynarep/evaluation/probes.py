@@ -22,6 +22,7 @@ from dynarep.config import save_json
 from dynarep.data.sampler import split_episodes
 from dynarep.data.store import ZarrDataset
 from dynarep.errors import ConfigError
+from dynarep.runtime import provenance
 
 TARGETS = {"robot_state": ("state", slice(None)), "object_position": ("full_state", slice(4, 7))}
 
@@ -90,18 +91,24 @@ def probe(args: ProbeArgs) -> dict:
         "feature_std": {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
                         "dims": int(std.size)},
     }
+    report.update(provenance())
     if args.pca_image is not None:
-        report["pca_image"] = str(plot_pca_cloud(encoder, normalizer, ds, min(args.pca_step, ds.n_steps - 1), args.pca_image))
+        from dynarep.evaluation.plots import scatter_cloud
+
+        step = min(args.pca_step, ds.n_steps - 1)
+        xyz, colours = pca_colours(encoder, normalizer, ds.read("point_cloud", step)[:, : encoder.in_channels])
+        scatter_cloud(xyz, colours, args.pca_image, title=f"step {step}: first 3 PCA components of per-point features")
+        report["pca_image"] = str(args.pca_image)
+        # kept beside the picture so that a report can draw the cloud interactively
+        report["pca_points"] = {"step": step, "xyz": np.round(xyz, 4).tolist(), "rgb": np.round(colours, 3).tolist()}
     save_json(report, Path(args.out))
     return report
 
 
 @torch.no_grad()
-def plot_pca_cloud(encoder, normalizer, ds: ZarrDataset, step: int, out: Path) -> Path:
-    from dynarep.evaluation.plots import scatter_cloud
-
-    cloud = ds.read("point_cloud", step)[:, : encoder.in_channels].astype(np.float32)
-    pc = torch.from_numpy(cloud)[None]
+def pca_colours(encoder, normalizer, cloud: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xyz, rgb in [0, 1]) of one cloud: its per-point features projected on their first 3 principal axes."""
+    pc = torch.from_numpy(cloud.astype(np.float32))[None]
     if normalizer is not None and "point_cloud" in normalizer:
         pc = normalizer.normalize("point_cloud", pc)
     if not hasattr(encoder, "point_features"):
@@ -110,8 +117,7 @@ def plot_pca_cloud(encoder, normalizer, ds: ZarrDataset, step: int, out: Path) -
     centred = feats - feats.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     comps = centred @ vt[:3].T
-    colours = (comps - comps.min(0)) / (np.ptp(comps, axis=0) + 1e-9)
-    return scatter_cloud(cloud[:, :3], colours, out, title=f"step {step}: first 3 PCA components of per-point features")
+    return cloud[:, :3].astype(np.float32), (comps - comps.min(0)) / (np.ptp(comps, axis=0) + 1e-9)
 
 
 def format_probe(report: dict) -> str:

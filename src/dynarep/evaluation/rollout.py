@@ -18,6 +18,7 @@ import torch
 
 from dynarep.config import save_json
 from dynarep.errors import ConfigError
+from dynarep.runtime import provenance
 
 
 @dataclass
@@ -37,7 +38,7 @@ class EvalArgs:
     blind_replay: bool = True
     """Also run the mean demonstration actions open loop on the same configurations."""
     gifs: int = 0
-    """Save this many episodes (successes and failures alternately) as GIFs beside --out."""
+    """Save this many episodes (half successes, half failures, as they occur) as GIFs beside --out."""
     device: str = "cpu"
     sample_seed: int = 0
     """Seed of the policy's diffusion noise."""
@@ -93,7 +94,8 @@ def observation_config(policy_meta: dict):
 
 
 class PolicyRunner:
-    """Keeps the last n_obs_steps observations and executes action chunks."""
+    """Keeps the observations of the last n_obs_steps environment steps (as DP3's multi-step
+    wrapper does: the policy was trained on consecutive steps) and predicts action chunks."""
 
     def __init__(self, policy, device: str, sample_seed: int):
         self.policy, self.device = policy, torch.device(device)
@@ -104,20 +106,32 @@ class PolicyRunner:
     def reset(self) -> None:
         self.history = []
 
-    def act(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    def observe(self, arrays: dict[str, np.ndarray]) -> None:
+        """Record one environment step; the first observation of an episode fills the whole history."""
         obs = {"point_cloud": arrays["point_cloud"], "state": arrays["state"]}
         self.history = (self.history or [obs] * self.n_obs)[1:] + [obs]
-        batch = {k: torch.from_numpy(np.stack([h[k] for h in self.history])[None]).float().to(self.device) for k in obs}
+
+    def act(self) -> np.ndarray:
+        batch = {k: torch.from_numpy(np.stack([h[k] for h in self.history])[None]).float().to(self.device)
+                 for k in self.history[-1]}
         with torch.inference_mode():
             return self.policy.predict_action(batch, generator=self.generator)[0].cpu().numpy()
 
+    def episode_callbacks(self):
+        """(act, observe) for `run_episode`."""
+        return (lambda arrays, t: self.act()), self.observe
 
-def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None = None) -> tuple[bool, int, dict]:
-    """One closed-loop episode; `act(arrays, t)` returns a chunk of actions to execute."""
+
+def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None = None,
+                observe=None) -> tuple[bool, int, dict]:
+    """One closed-loop episode; `act(arrays, t)` returns a chunk of actions to execute, and
+    `observe(arrays)`, when given, sees the observation of every step (the reset's included)."""
     timing = {"sim_and_render": 0.0, "policy": 0.0}
     t0 = time.perf_counter()
     step_obs = scene.reset(env_seed)
     timing["sim_and_render"] += time.perf_counter() - t0
+    if observe is not None:
+        observe(step_obs.arrays)
     t, success = 0, False
     while t < max_steps and not success:
         t0 = time.perf_counter()
@@ -127,6 +141,8 @@ def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None =
             t0 = time.perf_counter()
             step_obs, _, success, truncated = scene.step(action)
             timing["sim_and_render"] += time.perf_counter() - t0
+            if observe is not None:
+                observe(step_obs.arrays)
             if frames is not None and "img" in step_obs.arrays:
                 frames.append(np.rot90(step_obs.arrays["img"], 2))  # MetaWorld's corner cameras are upside down
             t += 1
@@ -151,9 +167,10 @@ def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "
                 env_seed = episode_seed(seed, EVAL_STREAM, scene.task, i)
                 runner.reset()
                 frames = [] if len(saved) < gifs else None
-                ok, length, timing = run_episode(scene, env_seed, max_steps, lambda a, t: runner.act(a), frames)
+                act, observe = runner.episode_callbacks()
+                ok, length, timing = run_episode(scene, env_seed, max_steps, act, frames, observe)
                 results.append(EpisodeResult(seed, i, env_seed, ok, length, timing))
-                if frames is not None:
+                if frames is not None and wants_gif(saved, ok, gifs):
                     saved.append((ok, frames))
                 if replay is not None:
                     ok_b, len_b, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
@@ -161,6 +178,15 @@ def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "
                 bar.update(1)
                 bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
     return results, blind, saved
+
+
+def wants_gif(saved: list[tuple[bool, list]], ok: bool, gifs: int) -> bool:
+    """Half of the GIFs go to successes and half to failures, so a report can show both (one GIF:
+    the first episode)."""
+    if gifs == 1:
+        return not saved
+    quota = (gifs + 1) // 2 if ok else gifs // 2
+    return sum(1 for s, _ in saved if s == ok) < quota
 
 
 class PeriodicEvaluation:
@@ -227,6 +253,7 @@ def evaluate(args: EvalArgs) -> dict:
     report["wall_seconds"] = round(time.time() - start, 1)
     total = {k: float(sum(r.timing.get(k, 0.0) for r in results)) for k in ("sim_and_render", "policy")}
     report["time_split_seconds"] = total
+    report.update(provenance())
     save_json(report, Path(args.out))
     return report
 

@@ -24,6 +24,7 @@ from dynarep.data.sampler import SequenceSampler
 from dynarep.data.store import load_demonstrations
 from dynarep.errors import ConfigError
 from dynarep.objectives.base import ObjectiveConfig, build_objective, objective_config
+from dynarep.runtime import provenance
 from dynarep.training.export import save_encoder
 from dynarep.training.loop import TrainConfig, Trainer
 
@@ -107,7 +108,7 @@ def pretrain(args: PretrainArgs) -> Path:
     tcfg = dataclasses.replace(tcfg, steps=max(1, steps))
     out = Path(args.out)
     run_config = {"args": to_dict(args), "method": args.method, "objective": to_dict(cfg), "train": to_dict(tcfg),
-                  "data": demos.sources, "windows": len(sampler)}
+                  "data": demos.sources, "windows": len(sampler), **provenance()}
     save_json(run_config, out / "config.json")
     start = time.time()
     trained_steps = 0

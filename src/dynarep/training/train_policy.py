@@ -22,6 +22,7 @@ from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler, split_episodes
 from dynarep.data.store import Demonstrations, load_demonstrations
 from dynarep.errors import ConfigError
+from dynarep.runtime import provenance
 from dynarep.policies.base import PolicyConfig, build_policy
 from dynarep.training.export import export_policy, load_encoder, read_encoder_config
 from dynarep.training.loop import TrainConfig, Trainer
@@ -141,7 +142,8 @@ def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
                   key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
     train = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=train_mask, **window)
     val = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=val_mask, **window) if val_mask.any() else None
-    run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources}
+    run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources,
+                  **provenance()}
     out = Path(args.out)
     save_json(run_config, out / "config.json")
     trainer = Trainer(policy, train, val, tcfg, out, run_config, callbacks=callbacks)

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Cells of the encoder comparison (issue 4) under the `cpu` protocol, beside the DP3 baseline:
+#   scripts/compare.sh TASK SEED VARIANT...
+# VARIANT: dp3 | random-frozen | dynamo3d-frozen | afro-frozen | afro-finetune | afro-multi-frozen
+# In-domain encoders are pre-trained on the task's own 10 demonstrations; `afro-multi` on those of
+# every development-set task (collected on demand). Encoders land in ROOT/encoders/, runs in
+# ROOT/<variant>/<task>/seed<k>/ (see scripts/baseline.sh), wall times in ROOT/times.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+task=$1; seed=$2; shift 2
+root=${ROOT:-runs/baseline}
+DR=.venv/bin/dynarep
+DEV_TASKS="button-press drawer-open door-open coffee-push hammer pick-place assembly stick-pull"
+# stdout of the helpers below is the path they return; everything else goes to stderr
+timed() { local label=$1; shift; local t0=$SECONDS; "$@" >&2; echo "$label: $((SECONDS - t0)) s" | tee -a "$root/times.txt" >&2; }
+
+dataset() {  # collect a task's 10 demonstrations once
+  local t=$1 data=$root/data/$1.zarr
+  [ -d "$data" ] || timed "collect $t" $DR collect --task "$t" --episodes 10 --seed 0 --out "$data"
+  echo "$data"
+}
+
+encoder() {  # pre-train METHOD on SCOPE (a task, or "multi") once; print the encoder directory
+  local method=$1 scope=$2 out=$root/encoders/$1/$2
+  if [ ! -f "$out/model.safetensors" ]; then
+    local data=()
+    if [ "$scope" = multi ]; then
+      for t in $DEV_TASKS; do data+=("$(dataset "$t")"); done
+    else
+      data+=("$(dataset "$scope")")
+    fi
+    timed "pretrain $method $scope" $DR pretrain --method "$method" --data "${data[@]}" --preset cpu \
+      --seed 0 --out "$out"
+  fi
+  echo "$out"
+}
+
+dataset "$task" > /dev/null
+for variant in "$@"; do
+  case $variant in
+    dp3) NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" ;;
+    random-frozen|dynamo3d-frozen|afro-frozen)
+      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "${variant%-frozen}" "$task")" --freeze ;;
+    afro-finetune)
+      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder afro "$task")" --finetune ;;
+    afro-multi-frozen)
+      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder afro multi)" --freeze ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+done

@@ -10,8 +10,10 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 setup: $(STAMP)
 
+# collect -> pre-train AFRO -> train DP3 and AFRO-frozen -> evaluate -> runs/demo/report.html
+# (rerun to resume; DEMO_ARGS=--quick for a 3-minute first look)
 demo: $(STAMP)
-	$(VENV)/bin/dynarep collect --task button-press --episodes 10 --out runs/demo/button-press.zarr --overwrite
+	$(VENV)/bin/dynarep demo --out runs/demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
@@ -20,7 +22,7 @@ test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m ""
 
 bench: $(STAMP)
-	$(VENV)/bin/python bench/collect.py
+	$(VENV)/bin/python -m bench --out runs/bench.json
 
 clean:
 	rm -rf runs .pytest_cache

@@ -129,6 +129,14 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int
     return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
+PROVENANCE_KEYS = ("command", "versions")
+
+
+def settings_only(run_config: dict) -> dict:
+    """What decides a run's results: its configuration without how it was invoked or with which versions."""
+    return {k: v for k, v in run_config.items() if k not in PROVENANCE_KEYS}
+
+
 class Trainer:
     """Runs `cfg.steps` optimisation steps of `model` on `train` windows, writing into `out`."""
 
@@ -180,9 +188,12 @@ class Trainer:
         if not (self.ckpt_dir / "checkpoint.json").exists():
             return False
         tensors, meta = load_checkpoint(self.ckpt_dir)
-        if meta.get("config") != self.run_config:
+        before, now = settings_only(meta.get("config") or {}), settings_only(self.run_config)
+        if before != now:
+            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
             raise CheckpointError(
-                f"{self.ckpt_dir}: was written by a run with another configuration; use a new --out to start afresh"
+                f"{self.ckpt_dir}: was written by a run with another configuration ({', '.join(changed)} differ); "
+                "use a new --out to start afresh"
             )
         load_matching(self.model, tensors, "model.", self.ckpt_dir)
         if self.ema is not None:

@@ -27,7 +27,13 @@ import mujoco
 import numpy as np
 
 from dynarep.sim.collect import CollectConfig, collect
-from dynarep.sim.scene import DEMO_STREAM, MetaWorldScene, ObservationConfig, episode_seed, make_expert
+from dynarep.sim.scene import (
+    DEMO_STREAM,
+    MetaWorldScene,
+    ObservationConfig,
+    episode_seed,
+    make_expert,
+)
 
 
 def expert_steps(task: str, steps: int, render_fn=None) -> float:

@@ -22,10 +22,10 @@ def windows_per_second(data: Path, method: str, preset: str, steps: int, batch: 
                        device: str = "cpu") -> tuple[float, int]:
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.data.sampler import SequenceSampler
+    from dynarep.data.store import load_demonstrations
     from dynarep.objectives.base import build_objective
     from dynarep.training.loop import to_device
     from dynarep.training.pretrain import pretrain_preset
-    from dynarep.data.store import load_demonstrations
 
     cfg, tcfg, _ = pretrain_preset(method, preset)
     demos = load_demonstrations((data,), keys=("point_cloud",))

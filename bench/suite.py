@@ -13,7 +13,6 @@ Numbers drift on shared machines: compare implementations by alternating them in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource

@@ -1,8 +1,9 @@
 """Aggregate `dynarep eval` results under a directory into the README's Markdown table.
 
-  python scripts/results_table.py runs/baseline/dp3-cpu
+  python scripts/results_table.py runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 
-Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes). For every task:
+Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes); several DIRs give one
+table with a policy column (the directory name). For every policy and task:
 success over all episodes of all training seeds with a 95% bootstrap interval, the per-seed rates,
 the blind replay on the same configurations, and the mean wall time of training and evaluation.
 """
@@ -19,7 +20,17 @@ from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
 
 
-def main(root: Path) -> None:
+def main(roots: list[Path]) -> None:
+    rows = []
+    for root in roots:
+        rows += table_rows(root, policy_column=len(roots) > 1)
+    policy = "policy | " if len(roots) > 1 else ""
+    print(f"| {policy}task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] | train min/seed | eval min/seed |")
+    print("|---" * (9 + (len(roots) > 1)) + "|")
+    print("\n".join(rows))
+
+
+def table_rows(root: Path, policy_column: bool) -> list[str]:
     rows = []
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         evals = sorted(task_dir.glob("seed*/eval.json"))
@@ -33,14 +44,12 @@ def main(root: Path) -> None:
         blo, bhi = bootstrap_ci(blind)
         per_seed = ", ".join(f"{r['success_rate']:.2f}" for r in reports)
         rows.append(
-            f"| {task_dir.name} | {DIFFICULTY.get(task_dir.name, '?')} | {len(reports)} | {len(ours)} | "
+            (f"| {root.name} " if policy_column else "") + f"| {task_dir.name} | {DIFFICULTY.get(task_dir.name, '?')} | {len(reports)} | {len(ours)} | "
             f"**{ours.mean():.2f}** [{lo:.2f}, {hi:.2f}] | {per_seed} | {blind.mean():.2f} [{blo:.2f}, {bhi:.2f}] | "
             f"{np.mean(train_s) / 60:.1f} | {np.mean([r['wall_seconds'] for r in reports]) / 60:.1f} |"
         )
-    print("| task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] | train min/seed | eval min/seed |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    return rows
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/baseline/dp3-cpu"))
+    main([Path(p) for p in sys.argv[1:]] or [Path("runs/baseline/dp3-cpu")])

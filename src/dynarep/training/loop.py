@@ -160,6 +160,9 @@ class Trainer:
         self.stream = BatchStream(train, cfg.batch_size, cfg.seed, self.acc.process_index, self.acc.num_processes)
         self.val = val if val is not None and len(val) else None
         self.step = 0
+        self._seconds_before = 0.0  # training time of earlier sessions of this run (resume)
+        self._fit_start = None
+        self._callback_seconds = 0.0
         self.ckpt_dir = self.out / "checkpoints" / "latest"
         self._log_file = None
         self._tb = None
@@ -178,7 +181,7 @@ class Trainer:
         if not self.acc.is_main_process:
             return
         tensors = self.state_tensors()
-        meta = {"kind": "training_state", "step": self.step, "config": self.run_config,
+        meta = {"kind": "training_state", "step": self.step, "train_seconds": self.train_seconds, "config": self.run_config,
                 "optimizer": self._opt_meta, "scheduler": _jsonable(self.scheduler.state_dict()),
                 "ema_step": self.ema.step if self.ema else None}
         save_checkpoint(self.ckpt_dir, tensors, meta)
@@ -204,6 +207,7 @@ class Trainer:
         self.scheduler.load_state_dict(meta["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(meta["step"])
+        self._seconds_before = float(meta.get("train_seconds", 0.0))
         return True
 
     # --- logging ---------------------------------------------------------------------------
@@ -244,6 +248,7 @@ class Trainer:
 
         cfg = self.cfg
         resumed = self.try_resume()
+        self._fit_start = time.perf_counter()
         self.wrapped.train()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.acc.is_main_process))
@@ -275,15 +280,23 @@ class Trainer:
                 losses = []
             if self.val is not None and (self.step % cfg.val_every == 0 or self.step == cfg.steps):
                 self.log({"step": self.step, "val_loss": self.validate()})
-            if self.acc.is_main_process:
+            if self.acc.is_main_process and self.callbacks:
+                started = time.perf_counter()
                 for callback in self.callbacks:
                     callback(self)
+                self._callback_seconds += time.perf_counter() - started
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save()
             bar.update(1)
         bar.close()
         self.acc.wait_for_everyone()
         return self.model
+
+    @property
+    def train_seconds(self) -> float:
+        """Wall time spent training this run over all its sessions, without callbacks (periodic evaluation)."""
+        now = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start - self._callback_seconds
+        return round(self._seconds_before + now, 1)
 
     def final_weights(self) -> dict[str, torch.Tensor]:
         """EMA weights when kept (what is evaluated and exported), else the trained ones."""

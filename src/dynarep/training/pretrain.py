@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,16 +109,15 @@ def pretrain(args: PretrainArgs) -> Path:
     run_config = {"args": to_dict(args), "method": args.method, "objective": to_dict(cfg), "train": to_dict(tcfg),
                   "data": demos.sources, "windows": len(sampler), **provenance()}
     save_json(run_config, out / "config.json")
-    start = time.time()
-    trained_steps = 0
+    trained_steps, seconds = 0, 0.0
     if getattr(objective, "trains", True) and args.steps != 0:
         trainer = Trainer(objective, sampler, None, tcfg, out, run_config)
         trainer.fit()
-        trained_steps = trainer.step
+        trained_steps, seconds = trainer.step, trainer.train_seconds
         if not trainer.acc.is_main_process:
             return out
     save_encoder(out, objective.exported_encoder(), cfg.encoder, objective.normalizer, {
         "method": args.method, "objective": to_dict(cfg), "steps": trained_steps, "data": demos.sources,
-        "pretrain_seconds": round(time.time() - start, 1), **objective.export_meta(),
+        "pretrain_seconds": seconds, **objective.export_meta(),
     })
     return out

@@ -11,7 +11,6 @@ Output directory:
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler, split_episodes
 from dynarep.data.store import Demonstrations, load_demonstrations
 from dynarep.errors import ConfigError
-from dynarep.runtime import provenance
 from dynarep.policies.base import PolicyConfig, build_policy
+from dynarep.runtime import provenance
 from dynarep.training.export import export_policy, load_encoder, read_encoder_config
 from dynarep.training.loop import TrainConfig, Trainer
 
@@ -147,11 +146,10 @@ def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     out = Path(args.out)
     save_json(run_config, out / "config.json")
     trainer = Trainer(policy, train, val, tcfg, out, run_config, callbacks=callbacks)
-    start = time.time()
     trainer.fit()
     if trainer.acc.is_main_process:
         export_policy(out / "policy", policy, trainer.final_weights(), {
-            "steps": trainer.step, "train_seconds": round(time.time() - start, 1), "data": demos.sources,
+            "steps": trainer.step, "train_seconds": trainer.train_seconds, "data": demos.sources,
             "train_episodes": int(train_mask.sum()), "val_episodes": int(val_mask.sum()),
             "encoder": str(args.encoder) if args.encoder else None,
             "encoder_mode": "frozen" if args.freeze else "finetune" if args.finetune else "scratch",

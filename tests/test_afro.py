@@ -188,3 +188,17 @@ def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
     report = json.loads(out.read_text())
     assert set(report["r2"]) == {"robot_state", "object_position"} and report["feature_std"]["dims"] == 64
     assert (tmp_path / "pca.png").stat().st_size > 10_000 and "R²" in proc.stdout
+
+
+def test_collapse_watch_sees_rank_collapse_that_per_dimension_std_misses():
+    from dynarep.evaluation.probes import effective_rank
+    from dynarep.objectives.teacher import feature_statistics
+
+    g = torch.Generator().manual_seed(0)
+    isotropic = torch.randn(4096, 16, generator=g)
+    collapsed = torch.randn(4096, 1, generator=g) * torch.linspace(0.5, 1.5, 16)  # every dim varies, one direction
+    iso, col = feature_statistics(isotropic), feature_statistics(collapsed)
+    assert float(iso["feat_effective_rank"]) > 15 and float(col["feat_effective_rank"]) < 1.01
+    assert float(col["feat_std_min"]) > 0.4  # per-dimension std alone would call it healthy
+    assert abs(effective_rank(collapsed.numpy()) - float(col["feat_effective_rank"])) < 1e-3
+    assert abs(effective_rank(isotropic.numpy()) - float(iso["feat_effective_rank"])) < 1e-2

@@ -54,6 +54,16 @@ def encode_dataset(encoder, normalizer, clouds: np.ndarray, batch: int = 256) ->
     return np.concatenate(feats)
 
 
+def effective_rank(features: np.ndarray) -> float:
+    """exp(entropy) of the normalised covariance spectrum (Roy & Vetterli 2007): how many directions
+    the features really use; a collapsing encoder drives it towards 1 while per-dimension stds can
+    still look healthy."""
+    eig = np.clip(np.linalg.eigvalsh(np.cov(features, rowvar=False)), 0, None)
+    p = eig / max(eig.sum(), 1e-12)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
     """R² on validation of a ridge regression with standardised inputs and targets."""
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
@@ -89,7 +99,7 @@ def probe(args: ProbeArgs) -> dict:
         "encoder": str(args.encoder), "data": str(args.data), "r2": scores,
         "train_steps": int(tr.sum()), "val_steps": int(va.sum()),
         "feature_std": {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
-                        "dims": int(std.size)},
+                        "dims": int(std.size), "effective_rank": effective_rank(features)},
     }
     report.update(provenance())
     if args.pca_image is not None:
@@ -123,4 +133,5 @@ def pca_colours(encoder, normalizer, cloud: np.ndarray) -> tuple[np.ndarray, np.
 def format_probe(report: dict) -> str:
     r2 = ", ".join(f"{k} R² {v:.3f}" for k, v in report["r2"].items())
     fs = report["feature_std"]
-    return f"{r2}; feature std mean {fs['mean']:.3f}, min {fs['min']:.3f}, dead dims {fs['dead_dims']}/{fs['dims']}"
+    return (f"{r2}; feature std mean {fs['mean']:.3f}, min {fs['min']:.3f}, dead dims {fs['dead_dims']}/{fs['dims']}, "
+            f"effective rank {fs['effective_rank']:.1f}")

@@ -152,12 +152,13 @@ def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 def probe_table(root: Path, probes: list[tuple[Path, dict]]) -> tuple[list[str], list[list[str]]]:
     targets = sorted({t for _, p in probes for t in p["r2"]})
-    header = ["encoder", *[f"R² {t}" for t in targets], "feature std (mean / min)", "dead dims"]
+    header = ["encoder", *[f"R² {t}" for t in targets], "feature std (mean / min)", "dead dims", "effective rank"]
     body = []
     for path, p in probes:
         fs = p["feature_std"]
         body.append([run_label(root, path.parent), *[f"{p['r2'].get(t, float('nan')):.3f}" for t in targets],
-                     f"{fs['mean']:.3f} / {fs['min']:.3f}", f"{fs['dead_dims']} of {fs['dims']}"])
+                     f"{fs['mean']:.3f} / {fs['min']:.3f}", f"{fs['dead_dims']} of {fs['dims']}",
+                     f"{fs.get('effective_rank', float('nan')):.1f}"])
     return header, body
 
 
@@ -346,6 +347,8 @@ def build(args: ReportArgs) -> dict:
         "collapse": plot_curves(pre_runs, ["feat_std_mean", "feat_std_min"], files / "collapse_watch.png",
                                 "feature std over the batch", log=False,
                                 title="collapse watch: per-dimension feature std (mean and smallest dimension)"),
+        "rank": plot_curves(pre_runs, ["feat_effective_rank"], files / "effective_rank.png", "effective rank",
+                            log=False, title="collapse watch: effective rank of the online features over the batch"),
     }
     pca = [(run_label(root, p.parent), pca_image(p, d)) for p, d in found.probes]
     pca = [(label, path) for label, path in pca if path is not None]
@@ -362,7 +365,7 @@ def build(args: ReportArgs) -> dict:
 
 
 FIGURE_TITLES = {"success": "Closed-loop success", "training": "Policy training", "pretraining": "Pre-training",
-                 "collapse": "Feature-collapse watch"}
+                 "collapse": "Feature-collapse watch", "rank": "Effective rank of the features"}
 
 
 def render_markdown(r: dict) -> str:

@@ -87,6 +87,13 @@ def update_ema(target: nn.Module, online: nn.Module, momentum: float) -> None:
 
 
 def feature_statistics(features: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Collapse watch: per-dimension standard deviation of the online features over the batch."""
-    std = features.detach().std(dim=0)
-    return {"feat_std_mean": std.mean(), "feat_std_min": std.min(), "feat_dead_dims": (std < 1e-2).float().mean()}
+    """Collapse watch over the batch: per-dimension standard deviation of the online features, and
+    their effective rank (exp of the entropy of the covariance spectrum), which falls towards 1 when
+    the features collapse onto a few directions even while each dimension still varies."""
+    x = features.detach().float()
+    std = x.std(dim=0)
+    eig = torch.linalg.eigvalsh(torch.cov(x.T)).clamp_min(0)
+    p = eig / eig.sum().clamp_min(1e-12)
+    rank = torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+    return {"feat_std_mean": std.mean(), "feat_std_min": std.min(), "feat_dead_dims": (std < 1e-2).float().mean(),
+            "feat_effective_rank": rank}

@@ -179,7 +179,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=30, help="action chunks timed for the latency percentiles")
     p.add_argument("--full", action="store_true", help="also the paper presets")
     a = p.parse_args(argv)
-    print(f"benchmark suite on {resolve_device(a.device)}", flush=True)
+    from dynarep.runtime import allocator, reexec_under_jemalloc
+
+    if argv is None:  # the same allocator as the `dynarep` command
+        reexec_under_jemalloc("bench", sys.argv[1:])
+    print(f"benchmark suite on {resolve_device(a.device)}, {allocator()} malloc", flush=True)
     report = run_suite(a)
     from dynarep.config import save_json
 

@@ -6,6 +6,7 @@ traceback instead.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,10 @@ def dispatch(cfg: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dynarep.runtime import reexec_under_jemalloc
+
+    if argv is None:  # a command-line run, not a call from Python
+        reexec_under_jemalloc("dynarep.cli", sys.argv[1:])
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
@@ -172,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dynarep: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("dynarep: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -1,10 +1,14 @@
-"""Process-wide settings that make CPU training faster.
+"""Process-wide settings that make CPU training faster: the memory allocator.
 
-glibc's malloc hands every large tensor (> 32 MB at most) to mmap and returns it on free, so each
-training step page-faults its activations in again: measured here, about 30% of a DP3 step's CPU
-time went to the kernel. Telling glibc never to mmap and never to trim keeps the memory in the
-process and reuses it (the effect of a tuned jemalloc, without a preload). Set
-DYNAREP_MALLOC_TUNING=0 to leave the allocator alone.
+Training allocates and frees tensors of tens of MB every step (DP3's per-point MLP alone makes
+(batch x 2 x 512, 256) activations). glibc's malloc serves them from fresh pages each time: PyTorch
+asks for 64-byte-aligned blocks, glibc's memalign splits the freed block so that it no longer fits
+the next request, and the heap grows into new pages that fault in (measured: a ReLU on 64 MB takes
+103 ms with 16 k page faults, 16 ms under jemalloc). So `dynarep` re-executes itself once under
+jemalloc with the tuning the DP3 measurements used, when libjemalloc is installed (scripts/setup.sh
+installs Debian's libjemalloc2); DYNAREP_ALLOCATOR=glibc keeps glibc. Under glibc we still stop it
+from mmapping and trimming large blocks (about 30% of a DP3 step went to the kernel before);
+DYNAREP_MALLOC_TUNING=0 leaves glibc alone.
 """
 
 from __future__ import annotations
@@ -12,8 +16,39 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
+from pathlib import Path
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+JEMALLOC_CONF = "oversize_threshold:1,background_thread:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+JEMALLOC_PATHS = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+                  "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+
+
+def find_jemalloc() -> str | None:
+    found = ctypes.util.find_library("jemalloc")
+    candidates = [*JEMALLOC_PATHS, *([found] if found and "/" in found else [])]
+    return next((p for p in candidates if Path(p).exists()), None)
+
+
+def allocator() -> str:
+    return "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"
+
+
+def reexec_under_jemalloc(module: str, argv: list[str]) -> None:
+    """Replace this process by `python -m module argv...` with jemalloc preloaded, once; returns
+    (doing nothing) when jemalloc is already in, not installed, or DYNAREP_ALLOCATOR=glibc."""
+    if os.environ.get("DYNAREP_ALLOCATOR", "jemalloc") != "jemalloc" or allocator() == "jemalloc":
+        return
+    lib = find_jemalloc()
+    if lib is None or os.environ.get("DYNAREP_REEXEC") == "1":
+        return
+    preload = " ".join(p for p in (lib, os.environ.get("LD_PRELOAD", "")) if p)
+    env = {**os.environ, "LD_PRELOAD": preload, "MALLOC_CONF": os.environ.get("MALLOC_CONF", JEMALLOC_CONF),
+           "DYNAREP_REEXEC": "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 _done = False
 
 
@@ -22,7 +57,7 @@ def tune_allocator() -> bool:
     global _done
     if _done:
         return True
-    if os.environ.get("DYNAREP_MALLOC_TUNING", "1") == "0":
+    if os.environ.get("DYNAREP_MALLOC_TUNING", "1") == "0" or allocator() == "jemalloc":
         return False
     name = ctypes.util.find_library("c")
     try:
@@ -57,7 +92,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
     from pathlib import Path
 
-    found = {"python": platform.python_version()}
+    found = {"python": platform.python_version(), "allocator": allocator()}
     for name in ("dynarep", "torch", "numpy", "diffusers", "mujoco", "metaworld", "zarr"):
         try:
             found[name] = version(name)

@@ -82,6 +82,17 @@ def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
         assert all(np.array_equal(a, b) for a, b in zip(states, expected)), t
 
 
+def test_evaluation_workers_give_the_same_outcomes(tiny_policy, tmp_path):
+    common = ["eval", "--policy", str(tiny_policy), "--episodes", "3", "--seeds", "0", "--max-steps", "16"]
+    run(*common, "--out", str(tmp_path / "one.json"))
+    run(*common, "--workers", "2", "--out", str(tmp_path / "two.json"))
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    keys = ("env_seed", "success", "length", "final_state")  # the final state depends on every action taken
+    assert len({tuple(o["final_state"]) for o in one["outcomes"]}) == 3
+    assert [[o[k] for k in keys] for o in one["outcomes"]] == [[o[k] for k in keys] for o in two["outcomes"]]
+    assert one["blind_replay"]["outcomes"] == two["blind_replay"]["outcomes"]
+
+
 def test_dp3_protocol_is_reported_beside_ours(tiny_policy, tmp_path):
     data = json.loads((tiny_policy / "config.json").read_text())["data"][0]["path"]
     out = tmp_path / "periodic"

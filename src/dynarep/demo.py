@@ -47,7 +47,7 @@ class DemoArgs:
     """A first look in under 3 minutes: 3 demonstrations, a few dozen training steps, 4 episodes.
     Its success rates mean nothing; it shows every stage and the report."""
     workers: int = 2
-    """Collection worker processes."""
+    """Worker processes for collection and evaluation (one per core)."""
     device: str = "auto"
     report: bool = True
 
@@ -115,7 +115,8 @@ def plan(args: DemoArgs) -> list[Stage]:
         for i, name in enumerate(policies):
             run = out / "policies" / name / f"seed{seed}"
             cmd = ["eval", "--policy", str(run), "--episodes", str(q["eval_episodes"]), "--seeds", str(seed),
-                   "--max-steps", str(q["max_steps"]), "--gifs", "2", "--out", str(run / "eval.json")]
+                   "--max-steps", str(q["max_steps"]), "--gifs", "2", "--workers", str(args.workers),
+                   "--out", str(run / "eval.json")]
             if i > 0:  # same configurations and demonstrations: the blind replay is the first policy's
                 cmd.append("--no-blind-replay")
             stages.append(Stage(f"evaluate {name} (seed {seed})", cmd, run / "eval.json",

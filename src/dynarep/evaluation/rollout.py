@@ -41,7 +41,10 @@ class EvalArgs:
     """Save this many episodes (half successes, half failures, as they occur) as GIFs beside --out."""
     device: str = "cpu"
     sample_seed: int = 0
-    """Seed of the policy's diffusion noise."""
+    """Seed of the policy's diffusion noise (each episode draws from (this, its configuration))."""
+    workers: int = 1
+    """Processes that roll out episodes in parallel (CPU; one per core). The outcomes are the same
+    for any number of workers."""
 
 
 @dataclass
@@ -148,36 +151,94 @@ def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None =
             t += 1
             if success or truncated or t >= max_steps:
                 break
+    timing["final_state"] = step_obs.arrays["state"].tolist()  # where the robot ended: a fingerprint of the episode
     return success, t, timing
 
 
 def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "cpu", sample_seed: int = 0,
-            replay: np.ndarray | None = None, gifs: int = 0, progress: bool = True):
-    """Episodes of `policy` (and of the blind replay, when given) on evaluation-stream configurations."""
+            replay: np.ndarray | None = None, gifs: int = 0, progress: bool = True, workers: int = 1,
+            policy_dir: Path | None = None):
+    """Episodes of `policy` (and of the blind replay, when given) on evaluation-stream configurations.
+
+    Each episode seeds its diffusion noise from (sample_seed, configuration), so outcomes do not
+    depend on the order of episodes or on `workers` (processes, each loading the policy from
+    `policy_dir` and rendering on its own; one torch thread each)."""
     from tqdm.auto import tqdm
 
+    jobs = [(seed, i) for seed in seeds for i in range(episodes)]
+    record = {job for job in jobs[: 4 * gifs]}  # enough episodes to find successes and failures
+    done: dict[tuple[int, int], tuple] = {}
+    with tqdm(total=len(jobs), desc=f"eval {scene.task}", unit="ep", dynamic_ncols=True, disable=not progress) as bar:
+        for job, outcome in _run_jobs(policy, scene, jobs, record, max_steps, device, sample_seed, replay, workers,
+                                      policy_dir):
+            done[job] = outcome
+            bar.update(1)
+            bar.set_postfix(success=f"{np.mean([o[0].success for o in done.values()]):.2f}")
+    results, blind, saved = [], [], []
+    for job in jobs:  # episode order, whatever order they finished in
+        result, blind_result, frames = done[job]
+        results.append(result)
+        if blind_result is not None:
+            blind.append(blind_result)
+        if frames is not None and len(saved) < gifs and wants_gif(saved, result.success, gifs):
+            saved.append((result.success, frames))
+    return results, blind, saved
+
+
+def _run_jobs(policy, scene, jobs, record, max_steps, device, sample_seed, replay, workers, policy_dir):
+    """(job, (result, blind result, frames)) as episodes finish, here or in worker processes."""
+    if workers <= 1 or len(jobs) <= 1:
+        for seed, i in jobs:
+            yield (seed, i), run_one(policy, scene, seed, i, max_steps, device, sample_seed, replay, (seed, i) in record)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    if policy_dir is None:
+        raise ConfigError("evaluation workers need the policy directory to load the policy from")
+    init = (str(policy_dir), scene.task, scene.cfg, max_steps, str(device))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=init) as pool:
+        futures = {pool.submit(_worker_episode, seed, i, sample_seed, replay, (seed, i) in record): (seed, i)
+                   for seed, i in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def run_one(policy, scene, seed: int, index: int, max_steps: int, device: str, sample_seed: int,
+            replay: np.ndarray | None, record_frames: bool):
+    """One evaluation configuration: the policy's episode, then the blind replay's, on the same seed."""
     from dynarep.sim.scene import EVAL_STREAM, episode_seed
 
-    runner = PolicyRunner(policy, device, sample_seed)
-    results, blind, saved = [], [], []
-    with tqdm(total=len(seeds) * episodes, desc=f"eval {scene.task}", unit="ep", dynamic_ncols=True,
-              disable=not progress) as bar:
-        for seed in seeds:
-            for i in range(episodes):
-                env_seed = episode_seed(seed, EVAL_STREAM, scene.task, i)
-                runner.reset()
-                frames = [] if len(saved) < gifs else None
-                act, observe = runner.episode_callbacks()
-                ok, length, timing = run_episode(scene, env_seed, max_steps, act, frames, observe)
-                results.append(EpisodeResult(seed, i, env_seed, ok, length, timing))
-                if frames is not None and wants_gif(saved, ok, gifs):
-                    saved.append((ok, frames))
-                if replay is not None:
-                    ok_b, len_b, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
-                    blind.append(EpisodeResult(seed, i, env_seed, ok_b, len_b))
-                bar.update(1)
-                bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
-    return results, blind, saved
+    env_seed = episode_seed(seed, EVAL_STREAM, scene.task, index)
+    runner = PolicyRunner(policy, device, (sample_seed * 1_000_003 + env_seed) % 2**63)
+    frames = [] if record_frames else None
+    act, observe = runner.episode_callbacks()
+    ok, length, timing = run_episode(scene, env_seed, max_steps, act, frames, observe)
+    result = EpisodeResult(seed, index, env_seed, ok, length, timing)
+    blind = None
+    if replay is not None:
+        ok_b, len_b, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
+        blind = EpisodeResult(seed, index, env_seed, ok_b, len_b)
+    return result, blind, frames
+
+
+_worker: dict = {}
+
+
+def _init_worker(policy_dir: str, task: str, obs_cfg, max_steps: int, device: str) -> None:
+    from dynarep.runtime import tune_allocator
+    from dynarep.sim.scene import MetaWorldScene
+    from dynarep.training.export import load_policy
+
+    tune_allocator()
+    torch.set_num_threads(1)  # one process per core: more threads would oversubscribe
+    _worker.update(policy=load_policy(Path(policy_dir), device).eval(), device=device, max_steps=max_steps,
+                   scene=MetaWorldScene(task, obs_cfg, max_steps=max_steps))
+
+
+def _worker_episode(seed: int, index: int, sample_seed: int, replay, record_frames: bool):
+    return run_one(_worker["policy"], _worker["scene"], seed, index, _worker["max_steps"], _worker["device"],
+                   sample_seed, replay, record_frames)
 
 
 def wants_gif(saved: list[tuple[bool, list]], ok: bool, gifs: int) -> bool:
@@ -242,7 +303,8 @@ def evaluate(args: EvalArgs) -> dict:
     demo_paths = [src["path"] for src in meta.get("data", [])]
     replay = mean_demo_actions(demo_paths, task) if args.blind_replay else None
     results, blind, gifs = rollout(policy, scene, args.seeds, args.episodes, args.max_steps, args.device,
-                                   args.sample_seed, replay=replay, gifs=args.gifs)
+                                   args.sample_seed, replay=replay, gifs=args.gifs, workers=args.workers,
+                                   policy_dir=args.policy)
     scene.close()
     report = summarise(results, args, task, "final checkpoint (EMA weights), fresh evaluation configurations")
     report["policy"] = str(args.policy)
@@ -266,7 +328,8 @@ def summarise(results: list[EpisodeResult], args: EvalArgs, task: str, protocol:
         "episodes": int(outcomes.size), "seeds": list(args.seeds), "per_seed": per_seed,
         "mean_length": float(np.mean([r.length for r in results])),
         "outcomes": [{"seed": r.seed, "index": r.index, "env_seed": r.env_seed, "success": bool(r.success),
-                      "length": r.length} for r in results],
+                      "length": r.length, "final_state": [round(v, 5) for v in r.timing.get("final_state", [])]}
+                     for r in results],
     }
 
 

@@ -198,8 +198,8 @@ def plot_success(rows: list[dict], out: Path) -> Path | None:
     err = np.array([[r["success"] - r["lo"], r["hi"] - r["success"]] for r in rows]).T
     colours = ["#9e9e9e" if r["blind"] else "#3b6ea8" for r in rows]
     ax.barh(y, means, xerr=err, color=colours, capsize=4)
-    for yi, m in zip(y, means):
-        ax.text(min(m + 0.02, 0.9), yi, f"{m:.2f}", va="center", fontsize=8)
+    for yi, m, r in zip(y, means, rows):  # beside the interval's end, clear of the error bar
+        ax.text(min(r["hi"] + 0.02, 0.93), yi, f"{m:.2f}", va="center", fontsize=8)
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel("closed-loop success (95% bootstrap CI)")

@@ -21,8 +21,9 @@ from dynarep.config import load_json, save_json
 from dynarep.errors import ConfigError
 
 DEFAULT_TASK = "pick-place"
-"""Hard for DP3 at the `cpu` preset (24% at seed 0) and far above its blind replay (8%), so that a
-better or worse encoder shows in 20 evaluation episodes; button-press is solved by either policy."""
+"""Hard for DP3 at the `cpu` preset (0.32 over 50 episodes at seed 0, blind replay 0.08), so a
+better or worse encoder has room to show; button-press is solved by any policy and its blind replay
+alone succeeds 60% of the time."""
 
 
 @dataclass

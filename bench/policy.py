@@ -128,10 +128,10 @@ def episode_split(data: Path, steps: int) -> dict[str, float]:
     runner = PolicyRunner(policy, "cpu", 0)
     t0 = time.perf_counter()
     act, observe = runner.episode_callbacks()
-    _, length, timing = run_episode(scene, episode_seed(0, EVAL_STREAM, task, 0), steps, act, observe=observe)
+    _, length, timing, _ = run_episode(scene, episode_seed(0, EVAL_STREAM, task, 0), steps, act, observe=observe)
     total = time.perf_counter() - t0
     scene.close()
-    return {"steps": length, "total_s": total, **{f"{k}_s": v for k, v in timing.items() if k != "final_state"}}
+    return {"steps": length, "total_s": total, **{f"{k}_s": v for k, v in timing.items()}}
 
 
 def main() -> None:

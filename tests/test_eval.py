@@ -72,7 +72,7 @@ def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
         histories.append((t, [h["state"].copy() for h in runner.history]))
         return act(arrays, t)
 
-    _, length, _ = run_episode(scene, 123, 20, recording_act, observe=recording_observe)
+    _, length, _, _ = run_episode(scene, 123, 20, recording_act, observe=recording_observe)
     scene.close()
     assert len(seen) == length + 1 and len(histories) >= 2
     n_action = policy.cfg.n_action_steps

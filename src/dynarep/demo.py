@@ -160,6 +160,8 @@ def check_same_demo(args: DemoArgs, stages: list[Stage]) -> None:
 
 
 def demo(args: DemoArgs, console: Console | None = None) -> Path:
+    from dynarep.sim.tasks import canonical_task
+
     console = console or Console(stderr=True)
     stages = plan(args)
     out = Path(args.out)
@@ -184,14 +186,8 @@ def demo(args: DemoArgs, console: Console | None = None) -> Path:
         from dynarep.evaluation.report import ReportArgs, write_report
 
         console.rule(f"[bold]report[/bold] · demo stages took {(time.time() - started) / 60:.1f} min this run")
-        write_report(ReportArgs(run_dir=out, title=f"dynarep demo: {plan_task(args)}"))
+        write_report(ReportArgs(run_dir=out, title=f"dynarep demo: {canonical_task(args.task)}"))
     return out
-
-
-def plan_task(args: DemoArgs) -> str:
-    from dynarep.sim.tasks import canonical_task
-
-    return canonical_task(args.task)
 
 
 def record_timing(path: Path, name: str, seconds: float) -> None:

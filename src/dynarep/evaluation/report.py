@@ -249,11 +249,11 @@ def _save(fig, out: Path) -> Path:
 def interactive_cloud(probe: dict) -> str | None:
     """A plotly 3D scatter of the PCA-coloured cloud (inline, no network), or None without plotly."""
     points = probe.get("pca_points")
+    if not points:
+        return None
     try:
         import plotly.graph_objects as go
     except ImportError:
-        return None
-    if not points:
         return None
     xyz = np.asarray(points["xyz"])
     rgb = (np.clip(np.asarray(points["rgb"]), 0, 1) * 255).astype(int)

@@ -55,6 +55,7 @@ class EpisodeResult:
     success: bool
     length: int
     timing: dict[str, float] = field(default_factory=dict)
+    final_state: list[float] = field(default_factory=list)
 
 
 def bootstrap_ci(outcomes: np.ndarray, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -126,9 +127,10 @@ class PolicyRunner:
 
 
 def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None = None,
-                observe=None) -> tuple[bool, int, dict]:
+                observe=None) -> tuple[bool, int, dict, list[float]]:
     """One closed-loop episode; `act(arrays, t)` returns a chunk of actions to execute, and
-    `observe(arrays)`, when given, sees the observation of every step (the reset's included)."""
+    `observe(arrays)`, when given, sees the observation of every step (the reset's included).
+    Returns (success, steps, time split, final robot state: a fingerprint of the episode)."""
     timing = {"sim_and_render": 0.0, "policy": 0.0}
     t0 = time.perf_counter()
     step_obs = scene.reset(env_seed)
@@ -151,8 +153,7 @@ def run_episode(scene, env_seed: int, max_steps: int, act, frames: list | None =
             t += 1
             if success or truncated or t >= max_steps:
                 break
-    timing["final_state"] = step_obs.arrays["state"].tolist()  # where the robot ended: a fingerprint of the episode
-    return success, t, timing
+    return success, t, timing, step_obs.arrays["state"].tolist()
 
 
 def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "cpu", sample_seed: int = 0,
@@ -166,7 +167,7 @@ def rollout(policy, scene, seeds, episodes: int, max_steps: int, device: str = "
     from tqdm.auto import tqdm
 
     jobs = [(seed, i) for seed in seeds for i in range(episodes)]
-    record = {job for job in jobs[: 4 * gifs]}  # enough episodes to find successes and failures
+    record = set(jobs[: 4 * gifs])  # enough episodes to find successes and failures
     done: dict[tuple[int, int], tuple] = {}
     with tqdm(total=len(jobs), desc=f"eval {scene.task}", unit="ep", dynamic_ncols=True, disable=not progress) as bar:
         for job, outcome in _run_jobs(policy, scene, jobs, record, max_steps, device, sample_seed, replay, workers,
@@ -213,11 +214,11 @@ def run_one(policy, scene, seed: int, index: int, max_steps: int, device: str, s
     runner = PolicyRunner(policy, device, (sample_seed * 1_000_003 + env_seed) % 2**63)
     frames = [] if record_frames else None
     act, observe = runner.episode_callbacks()
-    ok, length, timing = run_episode(scene, env_seed, max_steps, act, frames, observe)
-    result = EpisodeResult(seed, index, env_seed, ok, length, timing)
+    ok, length, timing, final_state = run_episode(scene, env_seed, max_steps, act, frames, observe)
+    result = EpisodeResult(seed, index, env_seed, ok, length, timing, final_state)
     blind = None
     if replay is not None:
-        ok_b, len_b, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
+        ok_b, len_b, _, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
         blind = EpisodeResult(seed, index, env_seed, ok_b, len_b)
     return result, blind, frames
 
@@ -328,7 +329,7 @@ def summarise(results: list[EpisodeResult], args: EvalArgs, task: str, protocol:
         "episodes": int(outcomes.size), "seeds": list(args.seeds), "per_seed": per_seed,
         "mean_length": float(np.mean([r.length for r in results])),
         "outcomes": [{"seed": r.seed, "index": r.index, "env_seed": r.env_seed, "success": bool(r.success),
-                      "length": r.length, "final_state": [round(v, 5) for v in r.timing.get("final_state", [])]}
+                      "length": r.length, "final_state": [round(v, 5) for v in r.final_state]}
                      for r in results],
     }
 

@@ -79,8 +79,9 @@ def training_flops_per_sample(data: Path, preset: str, device: str = "cpu") -> f
     return counter.get_total_flops() / 8
 
 
-def chunk_latencies(preset: str, repeats: int, device: str = "cpu") -> np.ndarray:
-    """Seconds from one observation to one action chunk, `repeats` times after 3 warm-up calls."""
+def chunk_latencies(preset: str, repeats: int, device: str = "cpu", backend: str = "torch") -> np.ndarray:
+    """Seconds from one observation to one action chunk, `repeats` times after 3 warm-up calls;
+    `backend` runs the denoiser in PyTorch or ONNX Runtime (see dynarep.policies.onnx_denoiser)."""
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.policies.base import build_policy
     from dynarep.training.train_policy import policy_preset
@@ -91,6 +92,7 @@ def chunk_latencies(preset: str, repeats: int, device: str = "cpu") -> np.ndarra
     policy.set_normalizer(MinMaxNormalizer().fit({"point_cloud": rng.random((64, 512, 3)), "state": rng.random((64, 9)),
                                                   "action": rng.random((64, 4))}))
     policy.to(device)
+    policy.use_inference_backend(backend, torch.get_num_threads())
     obs = {"point_cloud": torch.rand(1, 2, 512, 3, device=device), "state": torch.rand(1, 2, 9, device=device)}
     times = []
     with torch.inference_mode():
@@ -103,8 +105,8 @@ def chunk_latencies(preset: str, repeats: int, device: str = "cpu") -> np.ndarra
     return np.asarray(times)
 
 
-def chunk_latency(preset: str, repeats: int) -> tuple[float, float]:
-    times = chunk_latencies(preset, repeats)
+def chunk_latency(preset: str, repeats: int, backend: str = "torch") -> tuple[float, float]:
+    times = chunk_latencies(preset, repeats, backend=backend)
     return float(np.median(times) * 1e3), float(np.percentile(times, 90) * 1e3)
 
 
@@ -151,8 +153,10 @@ def main() -> None:
     for preset in a.presets:
         steps = a.steps if preset == "cpu" else max(2, a.steps // 3)
         sps = train_throughput(a.data, preset, steps, a.batch)
-        med, p90 = chunk_latency(preset, 20 if preset == "cpu" else 5)
-        print(f"{preset:6s} train {sps:7.1f} samples/s | action chunk median {med:7.1f} ms, p90 {p90:7.1f} ms")
+        print(f"{preset:6s} train {sps:7.1f} samples/s")
+        for backend in ("torch", "onnxruntime"):
+            med, p90 = chunk_latency(preset, 20 if preset == "cpu" else 5, backend)
+            print(f"{preset:6s} action chunk ({backend:11s}) median {med:7.1f} ms, p90 {p90:7.1f} ms")
     split = episode_split(a.data, a.episode_steps)
     print("evaluation episode ({steps} steps): {total_s:.2f} s = sim+render {sim_and_render_s:.2f} s + policy {policy_s:.2f} s".format(**split))
 

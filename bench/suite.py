@@ -13,6 +13,7 @@ Numbers drift on shared machines: compare implementations by alternating them in
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
@@ -90,10 +91,10 @@ def train_bench(data: str, preset: str, steps: int, device: str) -> dict:
     return {"value": rate, "unit": "samples/s", "flops_per_sample": training_flops_per_sample(Path(data), preset, device)}
 
 
-def inference_bench(preset: str, repeats: int, device: str) -> dict:
+def inference_bench(preset: str, repeats: int, device: str, backend: str = "torch") -> dict:
     from bench.policy import chunk_latencies
 
-    times = chunk_latencies(preset, repeats, device) * 1e3
+    times = chunk_latencies(preset, repeats, device, backend) * 1e3
     return {"value": float(np.median(times)), "unit": "ms per action chunk",
             **{f"p{q}_ms": float(np.percentile(times, q)) for q in (50, 90, 99)}}
 
@@ -154,6 +155,9 @@ def run_suite(a: argparse.Namespace) -> dict:
             t["fraction_of_matmul_peak"] = t["value"] * t["flops_per_sample"] / (peak["value"] * 1e9)
             add(f"train DP3 policy ({preset})", t)
             add(f"inference DP3 policy ({preset})", isolated(device, inference_bench, preset, a.repeats, device))
+            if device == "cpu" and importlib.util.find_spec("onnxruntime"):
+                add(f"inference DP3, onnxruntime ({preset})",
+                    isolated(device, inference_bench, preset, a.repeats, device, "onnxruntime"))
     args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
     return {"machine": machine(device), "created": time.strftime("%Y-%m-%d %H:%M:%S"), "args": args, "results": rows}
 

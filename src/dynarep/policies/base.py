@@ -126,6 +126,11 @@ class Policy(nn.Module):
         """(B, n_action_steps, action_dim) actions to execute, in the environment's units."""
         raise NotImplementedError
 
+    def use_inference_backend(self, backend: str, threads: int = 1) -> None:
+        """Run inference with `backend`; only PyTorch unless a policy says otherwise."""
+        if backend != "torch":
+            raise ConfigError(f"the {self.cfg.kind} policy infers with PyTorch only, not '{backend}'")
+
     def parameter_groups(self, lr: float, encoder_lr: float | None) -> list[dict]:
         """Optimizer groups: the visual encoder gets its own learning rate when fine-tuned (AFRO: 1e-5)."""
         visual = [p for p in self.encoder.parameters() if p.requires_grad]

@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler
 
 from dynarep.models.unet1d import ConditionalUnet1D
 from dynarep.policies.base import Policy, PolicyConfig, register_policy
+from dynarep.policies.onnx_denoiser import OnnxDenoiser, check_backend
 
 
 def make_scheduler(cfg: PolicyConfig) -> DDIMScheduler:
@@ -30,6 +31,17 @@ class DiffusionPolicy(Policy):
         self.unet = ConditionalUnet1D(cfg.action_dim, cond_dim, tuple(cfg.down_dims), cfg.step_embed_dim,
                                       cfg.kernel, cfg.groups)
         self.scheduler = make_scheduler(cfg)
+        self.onnx_denoiser: OnnxDenoiser | None = None
+
+    def use_inference_backend(self, backend: str, threads: int = 1) -> None:
+        """'onnxruntime': sample with a snapshot of the current UNet weights in ONNX Runtime (CPU,
+        batch-1 speed, see onnx_denoiser); 'torch': with the module itself. Training ignores it."""
+        check_backend(backend, str(next(self.parameters()).device))
+        if backend == "torch":
+            self.onnx_denoiser = None
+            return
+        film_dims = [block.film[-1].out_features for block in self.unet.film_blocks()]
+        self.onnx_denoiser = OnnxDenoiser(self.unet, film_dims, threads)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cond = self.global_condition(batch)
@@ -48,8 +60,9 @@ class DiffusionPolicy(Policy):
         x = torch.randn(shape, generator=generator, device=cond.device, dtype=cond.dtype)
         self.scheduler.set_timesteps(self.cfg.inference_steps, device=cond.device)
         tables = self.unet.film_tables(self.scheduler.timesteps, cond)
+        denoise = self.onnx_denoiser if self.onnx_denoiser is not None and not self.training else self.unet
         for i, t in enumerate(self.scheduler.timesteps):
-            out = self.unet(x, t, None, films=[table[i] for table in tables])
+            out = denoise(x, t, None, films=[table[i] for table in tables])
             x = self.scheduler.step(out, t, x, generator=generator).prev_sample
         return x
 

@@ -144,19 +144,26 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="override the preset's batch size")
     p.add_argument("--episode-steps", type=int, default=80)
     p.add_argument("--malloc-tuning", choices=["on", "off"], default="on")
+    p.add_argument("--train-only", action="store_true", help="skip latency and the episode split")
     a = p.parse_args()
     if a.malloc_tuning == "on":
         from dynarep.runtime import tune_allocator
 
         tune_allocator()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuning {a.malloc_tuning}")
+    from dynarep.runtime import allocator
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator()}, malloc tuning {a.malloc_tuning}")
     for preset in a.presets:
         steps = a.steps if preset == "cpu" else max(2, a.steps // 3)
         sps = train_throughput(a.data, preset, steps, a.batch)
-        print(f"{preset:6s} train {sps:7.1f} samples/s")
+        print(f"{preset:6s} train {sps:7.1f} samples/s", flush=True)
+        if a.train_only:
+            continue
         for backend in ("torch", "onnxruntime"):
             med, p90 = chunk_latency(preset, 20 if preset == "cpu" else 5, backend)
             print(f"{preset:6s} action chunk ({backend:11s}) median {med:7.1f} ms, p90 {p90:7.1f} ms")
+    if a.train_only:
+        return
     split = episode_split(a.data, a.episode_steps)
     print("evaluation episode ({steps} steps): {total_s:.2f} s = sim+render {sim_and_render_s:.2f} s + policy {policy_s:.2f} s".format(**split))
 

@@ -1,0 +1,46 @@
+"""The README's probe table for pre-trained encoders (e.g. AFRO's Table 5 ablations).
+
+  python scripts/probe_table.py runs/baseline/encoders/{afro,afro-mse,afro-det}/pick-place
+
+Per encoder directory (a `dynarep pretrain` output probed into probe.json, as scripts/compare.sh
+does): the `--set` options it was trained with, R² of the linear probes on held-out episodes, the
+per-dimension feature std and the effective rank over the dataset, the loss and effective rank at
+the last logged step, and the pre-training time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def row(encoder: Path) -> str:
+    probe = json.loads((encoder / "probe.json").read_text())
+    config = json.loads((encoder / "config.json").read_text())
+    log = encoder / "log.jsonl"  # absent for an encoder that was not trained (random init)
+    logged = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    last = ([r for r in logged if "loss" in r] or [{}])[-1]
+    meta_path = encoder / "checkpoint.json"
+    seconds = json.loads(meta_path.read_text()).get("pretrain_seconds") if meta_path.exists() else None
+    options = " ".join(config["args"].get("set", [])) or "(defaults)"
+    fs, r2 = probe["feature_std"], probe["r2"]
+    rank_logged = f"{last['feat_effective_rank']:.1f}" if "feat_effective_rank" in last else "–"
+    minutes = f"{seconds / 60:.1f}" if seconds else "–"
+    return (f"| {encoder.parent.name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
+            f"{fs['mean']:.3f} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
+            f"{rank_logged} | {minutes} |")
+
+
+def main(encoders: list[Path]) -> None:
+    print("| encoder | options | R² robot | R² object | feature std | effective rank | final loss "
+          "| rank (last batch) | pre-train min |")
+    print("|---" * 9 + "|")
+    for encoder in encoders:
+        print(row(encoder))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main([Path(p) for p in sys.argv[1:]])

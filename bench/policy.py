@@ -111,8 +111,9 @@ def chunk_latency(preset: str, repeats: int, backend: str = "torch") -> tuple[fl
 
 
 def episode_split(data: Path, steps: int) -> dict[str, float]:
-    """Time of one evaluation episode split into simulation+rendering and policy, with a cpu-preset
-    policy (untrained: the split does not depend on the weights)."""
+    """Time of one evaluation episode split into physics, rendering, point-cloud making (back-projection,
+    crop, farthest-point sampling) and policy, with a cpu-preset policy (untrained: the split does
+    not depend on the weights)."""
     import tempfile
 
     from dynarep.evaluation.rollout import PolicyRunner, observation_config, run_episode
@@ -165,7 +166,8 @@ def main() -> None:
     if a.train_only:
         return
     split = episode_split(a.data, a.episode_steps)
-    print("evaluation episode ({steps} steps): {total_s:.2f} s = sim+render {sim_and_render_s:.2f} s + policy {policy_s:.2f} s".format(**split))
+    print("evaluation episode ({steps} steps): {total_s:.2f} s = simulation {simulation_s:.2f} s + rendering "
+          "{rendering_s:.2f} s + point cloud {point_cloud_s:.2f} s + policy {policy_s:.2f} s".format(**split))
 
 
 if __name__ == "__main__":

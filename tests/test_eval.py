@@ -49,7 +49,9 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     b = r["blind_replay"]
     assert b["episodes"] == 4 and [o["env_seed"] for o in b["outcomes"]] == [o["env_seed"] for o in r["outcomes"]]
     assert r["gifs"] and (tmp_path / r["gifs"][0]).stat().st_size > 1000
-    assert r["time_split_seconds"]["policy"] > 0 and "button-press: success" in proc.stdout
+    split = r["time_split_seconds"]
+    assert set(split) == {"simulation", "rendering", "point_cloud", "policy"} and min(split.values()) > 0
+    assert sum(split.values()) < r["wall_seconds"] and "button-press: success" in proc.stdout
 
 
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):

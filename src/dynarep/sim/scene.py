@@ -9,6 +9,7 @@ seeds used for demonstrations and for evaluation come from separate streams (see
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -21,6 +22,8 @@ from dynarep.data.geometry import crop_mask, farthest_point_sample
 from dynarep.errors import ConfigError, DynarepError
 from dynarep.sim import render
 from dynarep.sim.tasks import TASKS, canonical_task
+
+TIME_SPLIT = ("simulation", "rendering", "point_cloud")
 
 DEMO_STREAM, EVAL_STREAM = 0, 1
 
@@ -100,6 +103,8 @@ class MetaWorldScene:
         self._crop_low, self._crop_high = np.asarray(cfg.crop_low), np.asarray(cfg.crop_high)
         self._obs: np.ndarray | None = None
         self._fps_seed = 0
+        self.seconds = dict.fromkeys(TIME_SPLIT, 0.0)
+        """Wall time spent so far in physics, in rendering, and in making the point cloud."""
 
     # --- episode control -------------------------------------------------------------------
     def reset(self, seed: int) -> StepObservation:
@@ -108,7 +113,9 @@ class MetaWorldScene:
         mujoco.mj_resetData(self.model, self.data)  # no warm-start carried over: seed alone decides
         env.seed(int(seed))
         env.seeded_rand_vec, env._freeze_rand_vec = True, False
+        t0 = time.perf_counter()
         obs, _ = env.reset()
+        self.seconds["simulation"] += time.perf_counter() - t0
         env._freeze_rand_vec = True
         self._obs, self._fps_seed = obs, int(seed)
         return self.observe()
@@ -118,7 +125,9 @@ class MetaWorldScene:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (4,) or not np.all(np.isfinite(action)):
             raise DynarepError(f"action must be 4 finite numbers, got shape {action.shape}: {action}")
+        t0 = time.perf_counter()
         obs, reward, _, truncated, info = self.env.step(np.clip(action, -1.0, 1.0))
+        self.seconds["simulation"] += time.perf_counter() - t0
         self._obs = obs
         return self.observe(), float(reward), bool(info["success"] > 0.5), bool(truncated)
 
@@ -144,8 +153,12 @@ class MetaWorldScene:
             suffix = "" if i == 0 else f"_{name}"
             T = render.extrinsics(self.data, cam)
             size = cfg.point_render_size
+            t0 = time.perf_counter()
             view = self.renderer.render(self.data, cam, (size, size), rgb=cfg.point_color)
+            t1 = time.perf_counter()
             pts = render.backproject(view.depth, render.intrinsics(self.model, cam, size, size), T)
+            self.seconds["rendering"] += t1 - t0
+            self.seconds["point_cloud"] += time.perf_counter() - t1
             clouds.append(pts)
             bodies.append(view.body.reshape(-1))
             if cfg.point_color:
@@ -153,7 +166,9 @@ class MetaWorldScene:
             if cfg.store_images:
                 s = cfg.image_size
                 if s != size or view.rgb is None:
+                    t0 = time.perf_counter()
                     view = self.renderer.render(self.data, cam, (s, s), rgb=True)
+                    self.seconds["rendering"] += time.perf_counter() - t0
                 arrays[f"img{suffix}"] = view.rgb
                 arrays[f"depth{suffix}"] = view.depth
                 arrays[f"seg{suffix}"] = view.body
@@ -165,6 +180,13 @@ class MetaWorldScene:
         return StepObservation(arrays=arrays, obs=self._obs)
 
     def _point_cloud(self, pts: np.ndarray, body: np.ndarray, colours: list[np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        try:
+            return self._crop_and_sample(pts, body, colours)
+        finally:
+            self.seconds["point_cloud"] += time.perf_counter() - t0
+
+    def _crop_and_sample(self, pts: np.ndarray, body: np.ndarray, colours: list[np.ndarray]) -> dict[str, np.ndarray]:
         keep = crop_mask(pts, self._crop_low, self._crop_high) & (body >= 0)
         pts, body = pts[keep], body[keep]
         if len(pts) == 0:

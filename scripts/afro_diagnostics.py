@@ -1,0 +1,87 @@
+"""Where an AFRO run's feature spread comes from, read from its last training checkpoint.
+
+  python scripts/afro_diagnostics.py runs/baseline/encoders/afro/pick-place [--windows 256]
+
+On windows of the run's own data it prints, for the online features f, the EMA teacher's targets
+and the forward model's predictions at low, middle and high diffusion steps: mean per-dimension
+std, effective rank, the MSE to the target, and the share of the prediction's variance that comes
+from the diffusion noise alone (the same inputs predicted under two noise draws). VICReg's variance
+and covariance terms act on the prediction and the target only. If the prediction's spread comes
+from the injected noise, those terms ask nothing of the encoder, and the encoder is free to
+collapse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dynarep.config import from_dict
+from dynarep.data.normalizer import MinMaxNormalizer
+from dynarep.data.sampler import SequenceSampler
+from dynarep.data.store import load_demonstrations
+from dynarep.evaluation.probes import effective_rank
+from dynarep.objectives.base import build_objective, objective_config
+from dynarep.training.checkpoint import load_checkpoint, load_matching
+
+
+def load_run(run: Path):
+    config = json.loads((run / "config.json").read_text())
+    cfg = from_dict(objective_config(config["method"]), config["objective"], f"{run}/config.json")
+    objective = build_objective(config["method"], cfg).eval()
+    tensors, _ = load_checkpoint(run / "checkpoints" / "latest")
+    load_matching(objective, tensors, "model.", run / "checkpoints" / "latest")
+    demos = load_demonstrations([Path(p["path"]) for p in config["data"]], keys=objective.data_keys)
+    objective.normalizer = MinMaxNormalizer().fit({"point_cloud": demos.arrays["point_cloud"]})
+    return objective, SequenceSampler(demos.arrays, demos.episode_ends, cfg.window)
+
+
+def spread(x: torch.Tensor) -> str:
+    return f"std {x.std(0).mean():.3f}, effective rank {effective_rank(x.numpy()):5.1f}"
+
+
+@torch.no_grad()
+def diagnose(run: Path, windows: int, seed: int) -> None:
+    objective, sampler = load_run(run)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    batch = objective.prepare({k: torch.as_tensor(v) for k, v in
+                               sampler.sample_batch(rng.integers(0, len(sampler), windows)).items()})
+    f, target = objective.encode_pairs(batch)
+    D = f.shape[-1]
+    f_t, f_tk = f[:, :-1].reshape(-1, D), f[:, 1:].reshape(-1, D)
+    y_tk = target[:, 1:].reshape(-1, D)
+    action = objective.idm(f_t, f_tk)
+    print(f"{run}: {len(f_t)} pairs from {windows} windows")
+    print(f"  online features f      {spread(f_t)}")
+    print(f"  teacher targets        {spread(y_tk)}")
+    print(f"  latent actions         {spread(action)}")
+    steps_total = objective.cfg.diffusion_steps
+    for lo, hi in ((0, steps_total // 10), (steps_total * 9 // 20, steps_total * 11 // 20), (steps_total * 9 // 10, steps_total)):
+        steps = torch.randint(lo, hi, (len(f_t),))
+        preds = []
+        for _ in range(2):
+            noisy = objective.scheduler.add_noise(y_tk, torch.randn_like(y_tk), steps)
+            preds.append(objective.fdm(noisy, steps, f_t, action))
+        noise_var = ((preds[0] - preds[1]) ** 2 / 2).mean(0).sum()
+        share = float(noise_var / preds[0].var(0).sum())
+        mse = float(((preds[0] - y_tk) ** 2).mean())
+        print(f"  prediction, steps {lo:2d}-{hi - 1:2d}  {spread(preds[0])}, MSE to target {mse:.4f}, "
+              f"variance from the noise {share:.0%}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="a `dynarep pretrain --method afro` output directory")
+    p.add_argument("--windows", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    diagnose(a.run, a.windows, a.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -202,3 +202,20 @@ def test_collapse_watch_sees_rank_collapse_that_per_dimension_std_misses():
     assert float(col["feat_std_min"]) > 0.4  # per-dimension std alone would call it healthy
     assert abs(effective_rank(collapsed.numpy()) - float(col["feat_effective_rank"])) < 1e-3
     assert abs(effective_rank(isotropic.numpy()) - float(iso["feat_effective_rank"])) < 1e-2
+
+
+def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
+    """scripts/afro_diagnostics.py on a real (tiny) run: at the highest diffusion steps the noisy
+    input is almost pure noise, so more of the prediction's variance comes from it than at the lowest."""
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "afro_diagnostics.py"
+    proc = subprocess.run([sys.executable, str(script), str(pretrained), "--windows", "16"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("online features", "teacher targets", "latent actions"):
+        assert re.search(name + r".*std [0-9.]+, effective rank\s+[0-9.]+", proc.stdout), proc.stdout
+    shares = [int(s) for s in re.findall(r"variance from the noise (\d+)%", proc.stdout)]
+    assert len(shares) == 3 and all(0 <= s <= 100 for s in shares) and shares[2] > shares[0], proc.stdout

@@ -8,7 +8,10 @@ std, effective rank, the MSE to the target, and the share of the prediction's va
 from the diffusion noise alone (the same inputs predicted under two noise draws). VICReg's variance
 and covariance terms act on the prediction and the target only. If the prediction's spread comes
 from the injected noise, those terms ask nothing of the encoder, and the encoder is free to
-collapse.
+collapse. When the data has actions, a ridge probe (fit on half the pairs, scored on the other)
+asks whether the latent action encodes the actions taken between the two frames and the robot's
+displacement (AFRO's claim is that it does, without ever seeing actions), and, for reference, how
+much of them the feature difference it is computed from holds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dynarep.config import from_dict
 from dynarep.data.normalizer import MinMaxNormalizer
 from dynarep.data.sampler import SequenceSampler
 from dynarep.data.store import load_demonstrations
-from dynarep.evaluation.probes import effective_rank
+from dynarep.errors import DataError
+from dynarep.evaluation.probes import effective_rank, ridge_r2
 from dynarep.objectives.base import build_objective, objective_config
 from dynarep.training.checkpoint import load_checkpoint, load_matching
 
@@ -35,9 +39,23 @@ def load_run(run: Path):
     objective = build_objective(config["method"], cfg).eval()
     tensors, _ = load_checkpoint(run / "checkpoints" / "latest")
     load_matching(objective, tensors, "model.", run / "checkpoints" / "latest")
-    demos = load_demonstrations([Path(p["path"]) for p in config["data"]], keys=objective.data_keys)
+    paths = [Path(p["path"]) for p in config["data"]]
+    try:  # actions and robot state, when the data has them, only to probe the latent actions
+        demos = load_demonstrations(paths, keys=(*objective.data_keys, "state", "action"))
+    except DataError:
+        demos = load_demonstrations(paths, keys=objective.data_keys)
     objective.normalizer = MinMaxNormalizer().fit({"point_cloud": demos.arrays["point_cloud"]})
     return objective, SequenceSampler(demos.arrays, demos.episode_ends, cfg.window)
+
+
+def what_happened(batch: dict[str, torch.Tensor], k: int, pairs: int) -> dict[str, np.ndarray]:
+    """Per pair of frames (t, t+k): the sum of the k actions taken and the robot's displacement."""
+    actions, state = batch["action"], batch["state"]
+    frames = state[:, ::k]
+    moved = (frames[:, 1:] - frames[:, :-1]).reshape(pairs, -1)
+    M = frames.shape[1] - 1
+    taken = torch.stack([actions[:, i * k:(i + 1) * k].sum(1) for i in range(M)], dim=1).reshape(pairs, -1)
+    return {"actions taken (sum over k)": taken.numpy(), "end-effector displacement": moved[:, :3].numpy()}
 
 
 def spread(x: torch.Tensor) -> str:
@@ -60,6 +78,13 @@ def diagnose(run: Path, windows: int, seed: int) -> None:
     print(f"  online features f      {spread(f_t)}")
     print(f"  teacher targets        {spread(y_tk)}")
     print(f"  latent actions         {spread(action)}")
+    if "action" in batch:
+        sources = {"latent action": action, "feature difference": f_tk - f_t}
+        for name, target in what_happened(batch, objective.cfg.interval, f_t.shape[0]).items():
+            half = len(target) // 2  # windows are independent draws; the first half fits, the second scores
+            for source, x in sources.items():
+                r2 = ridge_r2(x[:half].numpy(), target[:half], x[half:].numpy(), target[half:], 1e-3)
+                print(f"  {source:18s} → {name:27s} R² {r2:5.2f} on held-out pairs")
     steps_total = objective.cfg.diffusion_steps
     for lo, hi in ((0, steps_total // 10), (steps_total * 9 // 20, steps_total * 11 // 20), (steps_total * 9 // 10, steps_total)):
         steps = torch.randint(lo, hi, (len(f_t),))

@@ -217,5 +217,7 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("online features", "teacher targets", "latent actions"):
         assert re.search(name + r".*std [0-9.]+, effective rank\s+[0-9.]+", proc.stdout), proc.stdout
+    probes = re.findall(r"(latent action|feature difference)\s+→ (actions taken|end-effector).*R²\s+(-?[0-9.]+)", proc.stdout)
+    assert len(probes) == 4, proc.stdout  # the fixture has actions and states
     shares = [int(s) for s in re.findall(r"variance from the noise (\d+)%", proc.stdout)]
     assert len(shares) == 3 and all(0 <= s <= 100 for s in shares) and shares[2] > shares[0], proc.stdout

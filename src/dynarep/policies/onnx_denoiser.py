@@ -55,20 +55,10 @@ class OnnxDenoiser:
 
     def session(self, x: torch.Tensor, films: torch.Tensor):
         if x.shape not in self.sessions:
-            buffer = io.BytesIO()
-            exporter_log = logging.getLogger("torch.onnx")
-            level = exporter_log.level
-            exporter_log.setLevel(logging.ERROR)  # it warns about every torchvision op it skips
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                program = torch.onnx.export(self.graph, (x, films), input_names=["x", "films"],
-                                            output_names=["out"], dynamo=True, verbose=False)
-                program.save(buffer)
-            exporter_log.setLevel(level)
             options = self.ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
             options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.sessions[x.shape] = self.ort.InferenceSession(buffer.getvalue(), options,
+            self.sessions[x.shape] = self.ort.InferenceSession(export_onnx(self.graph, (x, films)), options,
                                                                providers=["CPUExecutionProvider"])
         return self.sessions[x.shape]
 
@@ -76,6 +66,23 @@ class OnnxDenoiser:
         x, films_in = x.detach().float(), torch.cat(films, dim=1).detach().float()
         out = self.session(x, films_in).run(None, {"x": x.numpy(), "films": films_in.numpy()})[0]
         return torch.from_numpy(out)
+
+
+def export_onnx(graph: nn.Module, example: tuple[torch.Tensor, ...]) -> bytes:
+    """The ONNX bytes of `graph` at the example's shapes (torch.export-based exporter; about 15 s)."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about every torchvision op it skips
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(graph, example, input_names=["x", "films"], output_names=["out"],
+                                        dynamo=True, verbose=False)
+            program.save(buffer)
+    finally:
+        exporter_log.setLevel(level)
+    return buffer.getvalue()
 
 
 def check_backend(backend: str, device: str) -> None:

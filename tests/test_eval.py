@@ -143,6 +143,7 @@ def test_dp3_protocol_is_reported_beside_ours(tiny_policy, tmp_path):
                "--device", "cpu", "--eval-every", "3", "--eval-episodes", "2", "--eval-max-steps", "16")
     summary = json.loads((out / "eval_dp3_protocol.json").read_text())
     assert [h["step"] for h in summary["history"]] == [3, 6] and "overstates" in summary["protocol"]
+    assert [h["samples"] for h in summary["history"]] == [24, 48] and summary["history"][1]["train_seconds"] > 0
     # with fewer than 5 evaluations the "5 best" are all of them
     assert summary["success_rate"] == pytest.approx(np.mean([h["success_rate"] for h in summary["history"]]))
     assert "DP3 protocol" in proc.stdout

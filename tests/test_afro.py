@@ -221,3 +221,23 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
     assert len(probes) == 4, proc.stdout  # the fixture has actions and states
     shares = [int(s) for s in re.findall(r"variance from the noise (\d+)%", proc.stdout)]
     assert len(shares) == 3 and all(0 <= s <= 100 for s in shares) and shares[2] > shares[0], proc.stdout
+
+
+def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
+    """scripts/probe_table.py, which makes the README's probe table, on a real probed run."""
+    import shutil
+    import subprocess
+    import sys
+
+    run = tmp_path / "afro-k1" / "fixture"
+    shutil.copytree(pretrained, run)
+    probe = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(run), "--data", str(FIXTURE),
+                            "--out", str(run / "probe.json"), "--val-ratio", "0.5"], capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    script = Path(__file__).resolve().parents[1] / "scripts" / "probe_table.py"
+    table = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr[-2000:]
+    report = json.loads((run / "probe.json").read_text())
+    row = table.stdout.splitlines()[-1]
+    assert row.startswith("| afro-k1 | `window=9 fdm_width=32 fdm_depth=1` |"), row
+    assert f"{report['r2']['robot_state']:.3f}" in row and f"**{report['feature_std']['effective_rank']:.1f}**" in row

@@ -85,6 +85,10 @@ def diagnose(run: Path, windows: int, seed: int) -> None:
             for source, x in sources.items():
                 r2 = ridge_r2(x[:half].numpy(), target[:half], x[half:].numpy(), target[half:], 1e-3)
                 print(f"  {source:18s} → {name:27s} R² {r2:5.2f} on held-out pairs")
+    if objective.cfg.deterministic_fdm:  # no noise path: the prediction is a function of (f_t, action)
+        pred = objective.predict_target(y_tk, f_t, action)
+        print(f"  prediction (deterministic FDM)  {spread(pred)}, MSE to target {float(((pred - y_tk) ** 2).mean()):.4f}")
+        return
     steps_total = objective.cfg.diffusion_steps
     for lo, hi in ((0, steps_total // 10), (steps_total * 9 // 20, steps_total * 11 // 20), (steps_total * 9 // 10, steps_total)):
         steps = torch.randint(lo, hi, (len(f_t),))

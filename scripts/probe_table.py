@@ -27,13 +27,13 @@ def row(encoder: Path) -> str:
     fs, r2 = probe["feature_std"], probe["r2"]
     rank_logged = f"{last['feat_effective_rank']:.1f}" if "feat_effective_rank" in last else "–"
     minutes = f"{seconds / 60:.1f}" if seconds else "–"
-    return (f"| {encoder.parent.name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
+    return (f"| {encoder.parent.name}/{encoder.name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
             f"{fs['mean']:.3f} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
             f"{rank_logged} | {minutes} |")
 
 
 def main(encoders: list[Path]) -> None:
-    print("| encoder | options | R² robot | R² object | feature std | effective rank | final loss "
+    print("| encoder / pre-training data | options | R² robot | R² object | feature std | effective rank | final loss "
           "| rank (last batch) | pre-train min |")
     print("|---" * 9 + "|")
     for encoder in encoders:

@@ -274,13 +274,14 @@ class PeriodicEvaluation:
             return
         import copy
 
+        seconds = trainer.train_seconds  # before this evaluation, which the trainer excludes only after it
         policy = copy.deepcopy(trainer.model)
         policy.load_state_dict(trainer.final_weights())
         results, _, _ = rollout(policy.eval(), self.scene, (0,), self.episodes, self.max_steps, progress=False)
         rate = float(np.mean([r.success for r in results]))
         samples = trainer.step * trainer.cfg.batch_size * trainer.acc.num_processes
         self.history.append({"step": trainer.step, "samples": samples,
-                             "train_seconds": round(trainer.train_seconds, 1), "success_rate": rate})
+                             "train_seconds": seconds, "success_rate": rate})
         trainer.log({"step": trainer.step, "periodic_success": rate})
 
     def summary(self) -> dict:

@@ -46,7 +46,7 @@ class EvalArgs:
     """Processes that roll out episodes in parallel (CPU; one per core). The outcomes are the same
     for any number of workers."""
     backend: str = "torch"
-    """Denoiser inference: torch, or onnxruntime (CPU, about 2.5 times faster per action chunk; the
+    """Denoiser inference: torch, or onnxruntime (CPU, about twice as fast per action chunk; the
     same weights, outputs equal to about 1e-6, so individual episodes may differ)."""
 
 

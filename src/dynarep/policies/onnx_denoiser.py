@@ -4,7 +4,7 @@ Why not PyTorch: one action chunk is 10 UNet calls on a (1, 16, action_dim) sequ
 size the UNet's convolutions see 4 to 16 time steps, and PyTorch sends a batch-1 Conv1d below its
 oneDNN size threshold to the generic im2col + GEMM path, where MKL's small-N GEMM is slow on this
 AMD machine (a 256→256, kernel-5 convolution over 4 steps took 0.5 ms idle, about 2.7 GB/s of
-weights). ONNX Runtime's own MLAS kernels run the same graph about 2.7 times faster
+weights). ONNX Runtime's own MLAS kernels run the same graph 2.7 to 2.9 times faster
 (`bench/policy.py`). The floor is memory bandwidth: every call streams the UNet's 21 MB of float32
 weights, about 0.9 ms at the 24 GB/s one core reads here.
 

@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 authors=$1; data=$2; rounds=${3:-2}; batch=${4:-128}
 PY=.venv/bin/python
-lib=$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 2>/dev/null | head -1 || true)
-JE="oversize_threshold:1,background_thread:true,dirty_decay_ms:-1,muzzy_decay_ms:-1"
+# jemalloc's library and tuning as dynarep itself finds and applies them (dynarep/runtime.py)
+lib=$($PY -c "from dynarep.runtime import find_jemalloc; print(find_jemalloc() or '')")
+JE=$($PY -c "from dynarep.runtime import JEMALLOC_CONF; print(JEMALLOC_CONF)")
 ours() { $PY bench/policy.py --data "$data" --presets cpu --batch "$batch" --steps "${STEPS:-10}" --train-only --malloc-tuning off | tail -1; }
 theirs() { $PY "$authors" --steps "${STEPS:-10}" --batch "$batch" --zarr "$data" --no-tqdm 2>/dev/null | awk '/authors DP3 train:/ && !n {print; n=1}'; }
 for _ in $(seq "$rounds"); do

@@ -293,6 +293,7 @@ class PeriodicEvaluation:
 
 
 def evaluate(args: EvalArgs) -> dict:
+    from dynarep.policies.onnx_denoiser import check_backend
     from dynarep.sim.scene import TIME_SPLIT, MetaWorldScene
     from dynarep.sim.tasks import canonical_task
     from dynarep.training.export import load_policy_and_meta
@@ -301,7 +302,10 @@ def evaluate(args: EvalArgs) -> dict:
     if args.episodes <= 0 or not args.seeds:
         raise ConfigError("--episodes must be positive and --seeds non-empty")
     policy, meta = load_policy_and_meta(args.policy, args.device)
-    policy.use_inference_backend(args.backend, torch.get_num_threads())
+    if args.workers <= 1:
+        policy.use_inference_backend(args.backend, torch.get_num_threads())
+    else:  # the workers sample, each with its own backend; here only check it
+        check_backend(args.backend, args.device)
     tasks = sorted({t for src in meta.get("data", []) for t in src.get("tasks", [])})
     task = canonical_task(args.task) if args.task else (tasks[0] if len(tasks) == 1 else None)
     if task is None:

@@ -40,8 +40,7 @@ class DiffusionPolicy(Policy):
         if backend == "torch":
             self.onnx_denoiser = None
             return
-        film_dims = [block.film[-1].out_features for block in self.unet.film_blocks()]
-        self.onnx_denoiser = OnnxDenoiser(self.unet, film_dims, threads)
+        self.onnx_denoiser = OnnxDenoiser(self.unet, threads)
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cond = self.global_condition(batch)

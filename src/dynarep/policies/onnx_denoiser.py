@@ -31,9 +31,9 @@ BACKENDS = ("torch", "onnxruntime")
 class _FilmInputs(nn.Module):
     """The UNet as a function of (noisy actions, all FiLM tables side by side): the graph ONNX sees."""
 
-    def __init__(self, unet: nn.Module, film_dims: list[int]):
+    def __init__(self, unet: nn.Module, film_dims: tuple[int, ...]):
         super().__init__()
-        self.unet, self.film_dims = unet, film_dims
+        self.unet, self.film_dims = unet, list(film_dims)
 
     def forward(self, x: torch.Tensor, films: torch.Tensor) -> torch.Tensor:
         return self.unet(x, None, None, films=list(films.split(self.film_dims, dim=1)))
@@ -44,27 +44,29 @@ class OnnxDenoiser:
     batch size, exported on first use: static shapes ran about 1.4 times faster than a dynamic
     batch axis at two threads."""
 
-    def __init__(self, unet: nn.Module, film_dims: list[int], threads: int):
+    def __init__(self, unet: nn.Module, threads: int):
         try:
             import onnxruntime
         except ImportError as e:
             raise ConfigError("the onnxruntime backend needs `pip install onnxruntime onnxscript` "
                               "(dynarep's `fast` extra)") from e
-        self.ort, self.graph, self.threads = onnxruntime, _FilmInputs(unet, film_dims).eval(), threads
-        self.sessions: dict[tuple[int, ...], object] = {}
+        self.ort, self.unet, self.threads = onnxruntime, unet, threads
+        self.sessions: dict[tuple, object] = {}
 
-    def session(self, x: torch.Tensor, films: torch.Tensor):
-        if x.shape not in self.sessions:
+    def session(self, x: torch.Tensor, films: list[torch.Tensor], films_in: torch.Tensor):
+        key = (tuple(x.shape), tuple(f.shape[1] for f in films))
+        if key not in self.sessions:
             options = self.ort.SessionOptions()
             options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
             options.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.sessions[x.shape] = self.ort.InferenceSession(export_onnx(self.graph, (x, films)), options,
-                                                               providers=["CPUExecutionProvider"])
-        return self.sessions[x.shape]
+            graph = _FilmInputs(self.unet, key[1]).eval()
+            self.sessions[key] = self.ort.InferenceSession(export_onnx(graph, (x, films_in)), options,
+                                                           providers=["CPUExecutionProvider"])
+        return self.sessions[key]
 
     def __call__(self, x: torch.Tensor, t, global_cond, films: list[torch.Tensor]) -> torch.Tensor:
         x, films_in = x.detach().float(), torch.cat(films, dim=1).detach().float()
-        out = self.session(x, films_in).run(None, {"x": x.numpy(), "films": films_in.numpy()})[0]
+        out = self.session(x, films, films_in).run(None, {"x": x.numpy(), "films": films_in.numpy()})[0]
         return torch.from_numpy(out)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,21 @@ from dynarep.objectives.base import build_objective, objective_config
 from dynarep.training.checkpoint import load_checkpoint, load_matching
 
 
+def read_config(run: Path) -> dict:
+    """The run's config, or a one-line exit saying why this directory is not an AFRO run."""
+    path = run / "config.json"
+    if not path.is_file():
+        sys.exit(f"{path}: not found; expected a `dynarep pretrain --method afro` output directory")
+    config = json.loads(path.read_text())
+    if config.get("method") != "afro":
+        sys.exit(f"{path}: method is {config.get('method')!r}; these diagnostics read AFRO runs only")
+    if not (run / "checkpoints" / "latest").exists():
+        sys.exit(f"{run}/checkpoints/latest: not found; the run has no training checkpoint to read")
+    return config
+
+
 def load_run(run: Path):
-    config = json.loads((run / "config.json").read_text())
+    config = read_config(run)
     cfg = from_dict(objective_config(config["method"]), config["objective"], f"{run}/config.json")
     objective = build_objective(config["method"], cfg).eval()
     tensors, _ = load_checkpoint(run / "checkpoints" / "latest")

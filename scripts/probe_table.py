@@ -15,9 +15,19 @@ import sys
 from pathlib import Path
 
 
+def read_json(path: Path, how_to_make: str) -> dict:
+    """The file's JSON, or a one-line exit that names the file and the command that writes it."""
+    if not path.is_file():
+        sys.exit(f"{path}: not found; {how_to_make}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        sys.exit(f"{path}: not valid JSON ({e})")
+
+
 def row(encoder: Path) -> str:
-    probe = json.loads((encoder / "probe.json").read_text())
-    config = json.loads((encoder / "config.json").read_text())
+    config = read_json(encoder / "config.json", "expected a `dynarep pretrain` output directory")
+    probe = read_json(encoder / "probe.json", f"run `dynarep probe --encoder {encoder} --data DATA --out {encoder}/probe.json`")
     log = encoder / "log.jsonl"  # absent for an encoder that was not trained (random init)
     logged = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     last = ([r for r in logged if "loss" in r] or [{}])[-1]

@@ -241,3 +241,25 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     row = table.stdout.splitlines()[-1]
     assert row.startswith("| afro-k1/fixture | `window=9 fdm_width=32 fdm_depth=1` |"), row
     assert f"{report['r2']['robot_state']:.3f}" in row and f"**{report['feature_std']['effective_rank']:.1f}**" in row
+
+
+def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):
+    """probe_table.py on a run that was never probed, and afro_diagnostics.py on a directory that is
+    not an AFRO run, stop with one line naming the file, not a traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    run = tmp_path / "afro" / "unprobed"
+    shutil.copytree(pretrained, run)
+    (run / "probe.json").unlink(missing_ok=True)
+    table = subprocess.run([sys.executable, str(scripts / "probe_table.py"), str(run)], capture_output=True, text=True,
+                           timeout=120)
+    assert table.returncode != 0 and f"{run}/probe.json: not found" in table.stderr, table.stderr
+    assert "Traceback" not in table.stderr
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "method": "dynamo3d"}))
+    diag = subprocess.run([sys.executable, str(scripts / "afro_diagnostics.py"), str(run)], capture_output=True, text=True,
+                          timeout=120)
+    assert diag.returncode != 0 and "method is 'dynamo3d'" in diag.stderr and "Traceback" not in diag.stderr, diag.stderr

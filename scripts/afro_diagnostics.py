@@ -76,6 +76,15 @@ def spread(x: torch.Tensor) -> str:
     return f"std {x.std(0).mean():.3f}, effective rank {effective_rank(x.numpy()):5.1f}"
 
 
+def noise_share(p0: torch.Tensor, p1: torch.Tensor) -> float:
+    """Share of the predictions' variance that lies between two noise draws of the same input: the
+    within-input sum of squares over the total, both about their means, so it lies in [0, 1]."""
+    within = ((p0 - p1) ** 2 / 2).sum()
+    both = torch.cat([p0, p1])
+    total = ((both - both.mean(0)) ** 2).sum()
+    return float(within / total.clamp_min(1e-12))
+
+
 @torch.no_grad()
 def diagnose(run: Path, windows: int, seed: int) -> None:
     objective, sampler = load_run(run)
@@ -110,8 +119,7 @@ def diagnose(run: Path, windows: int, seed: int) -> None:
         for _ in range(2):
             noisy = objective.scheduler.add_noise(y_tk, torch.randn_like(y_tk), steps)
             preds.append(objective.fdm(noisy, steps, f_t, action))
-        noise_var = ((preds[0] - preds[1]) ** 2 / 2).mean(0).sum()
-        share = float(noise_var / preds[0].var(0).sum())
+        share = noise_share(*preds)
         mse = float(((preds[0] - y_tk) ** 2).mean())
         print(f"  prediction, steps {lo:2d}-{hi - 1:2d}  {spread(preds[0])}, MSE to target {mse:.4f}, "
               f"variance from the noise {share:.0%}")

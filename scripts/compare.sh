@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Cells of the encoder comparison (issue 4) under the `cpu` protocol, beside the DP3 baseline:
 #   scripts/compare.sh TASK SEED VARIANT...
-# VARIANT: dp3 | random-frozen | dynamo3d-frozen | afro-frozen | afro-finetune | afro-multi-frozen
-#          | ENCODER-frozen for an AFRO ablation of Table 5 (ENCODER below, e.g. afro-mse-frozen)
-#          | probe:ENCODER  pre-train and probe only (no policy), e.g. probe:afro-k1
-# Table 5's ablations, as encoders: afro-det (deterministic FDM), afro-pair (raw pair instead of the
-# difference), afro-noic (no inverse consistency), afro-mse (MSE instead of VICReg), afro-act64,
-# afro-act128 (latent action size), afro-k1, afro-k16 (interval). Not in Table 5: afro-long, the
-# default AFRO pre-trained 4 times longer (1600 steps of 32 windows, a third of the paper's length).
-# In-domain encoders are pre-trained on the task's own 10 demonstrations; `afro-multi` on those of
-# every development-set task (collected on demand). Encoders land in ROOT/encoders/, runs in
-# ROOT/<variant>/<task>/seed<k>/ (see scripts/baseline.sh), wall times in ROOT/times.txt.
+# VARIANT: dp3
+#        | ENCODER-frozen | ENCODER-finetune        encoder pre-trained on the task's 10 demonstrations
+#        | ENCODER-multi-frozen | ENCODER-multi-finetune   ... on those of every development-set task
+#        | probe:ENCODER                            pre-train and probe only (no policy)
+# ENCODER: a method (random, dynamo3d, afro), then options joined by "-", e.g. afro-mse, afro-copy-det:
+#   Table 5's ablations: det (deterministic FDM), pair (raw pair instead of the difference), noic (no
+#   inverse consistency), mse (MSE instead of VICReg), act64, act128 (latent action size), k1, k16
+#   (interval); and, not in Table 5: copy (the EMA teacher starts as a copy of the online encoder,
+#   with a final LayerNorm and PyTorch's initialisation in the DiT, as dynarep did before it followed
+#   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows).
+# Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
+# scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=$1; seed=$2; shift 2
@@ -26,30 +28,29 @@ dataset() {  # collect a task's 10 demonstrations once
   echo "$data"
 }
 
-ablation() {  # --set options of an encoder name; the method is the name's first word
-  case $1 in
-    afro|dynamo3d|random) ;;
-    afro-det) echo deterministic_fdm=true ;;
-    afro-pair) echo use_difference=false ;;
-    afro-noic) echo inverse_consistency=false ;;
-    afro-mse) echo loss=mse ;;
-    afro-act64) echo latent_action_dim=64 ;;
-    afro-act128) echo latent_action_dim=128 ;;
-    afro-k1) echo interval=1 ;;
-    afro-k16) echo interval=16 ;;
-    afro-long) ;;
-    *) echo "unknown encoder $1" >&2; exit 2 ;;
-  esac
-}
-
-steps() {  # --steps of an encoder name, when it is not the preset's
-  case $1 in afro-long) echo 1600 ;; esac
+pretrain_options() {  # `dynarep pretrain` options of an encoder name: method first, then its options
+  local method=${1%%-*} sets=() steps=() option
+  IFS=- read -ra words <<<"${1#"$method"}"
+  for option in "${words[@]}"; do
+    case $option in
+      "") ;;
+      det) sets+=(deterministic_fdm=true) ;;
+      pair) sets+=(use_difference=false) ;;
+      noic) sets+=(inverse_consistency=false) ;;
+      mse) sets+=(loss=mse) ;;
+      act64|act128) sets+=("latent_action_dim=${option#act}") ;;
+      k1|k16) sets+=("interval=${option#k}") ;;
+      copy) sets+=(teacher_init=copy fdm_final_norm=true fdm_init=default) ;;
+      long) steps=(--steps 1600) ;;
+      *) echo "unknown option '$option' in encoder $1" >&2; exit 2 ;;
+    esac
+  done
+  echo --method "$method" "${steps[@]}" ${sets[@]:+--set "${sets[@]}"}
 }
 
 encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it; print its directory
-  local name=$1 scope=$2 out=$root/encoders/$1/$2 method=${1%%-*}
-  local sets; sets=$(ablation "$name")
-  local steps; steps=$(steps "$name")
+  local name=$1 scope=$2 out=$root/encoders/$1/$2
+  local options; options=$(pretrain_options "$name")
   if [ ! -f "$out/model.safetensors" ]; then
     local data=()
     if [ "$scope" = multi ]; then
@@ -57,8 +58,8 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
     else
       data+=("$(dataset "$scope")")
     fi
-    timed "pretrain $name $scope" $DR pretrain --method "$method" --data "${data[@]}" --preset cpu \
-      --seed 0 --out "$out" ${sets:+--set $sets} ${steps:+--steps $steps}
+    # shellcheck disable=SC2086  # options are words made above, without spaces inside
+    timed "pretrain $name $scope" $DR pretrain $options --data "${data[@]}" --preset cpu --seed 0 --out "$out"
   fi
   if [ ! -f "$out/probe.json" ]; then  # probed on the task's own demonstrations, also for multi
     local probe_data; probe_data=$(dataset "${scope/multi/$task}")
@@ -67,18 +68,18 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
   echo "$out"
 }
 
+policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune: the policy on that encoder
+  local variant=$1 mode=${1##*-} name=${1%-*} scope=$task
+  if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
+  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--$mode"
+}
+
 dataset "$task" > /dev/null
 for variant in "$@"; do
   case $variant in
     dp3) NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" ;;
-    random-frozen|dynamo3d-frozen|afro-frozen)
-      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "${variant%-frozen}" "$task")" --freeze ;;
-    afro-finetune)
-      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder afro "$task")" --finetune ;;
-    afro-multi-frozen)
-      NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder afro multi)" --freeze ;;
     probe:*) encoder "${variant#probe:}" "$task" > /dev/null ;;
-    *-frozen) NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "${variant%-frozen}" "$task")" --freeze ;;
+    *-frozen|*-finetune) policy "$variant" ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
 done

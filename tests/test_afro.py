@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+from dynarep.errors import ConfigError
 from dynarep.models.dit import DiTBlock, LatentDiT
 from dynarep.objectives.afro import AFRO, AFROConfig
 from dynarep.objectives.base import build_objective
@@ -73,6 +75,37 @@ def test_teacher_gets_no_gradient_and_moves_by_the_momentum():
     online = afro.encoder.state_dict()
     for key, value in afro.teacher.state_dict().items():
         torch.testing.assert_close(value, m * before[key] + (1 - m) * online[key])
+
+
+def test_teacher_starts_independent_as_the_authors_code_or_as_a_copy():
+    """AFRO's public code initialises the EMA teacher on its own; `teacher_init=copy` starts it as
+    the online encoder. The online encoder's initialisation is the same either way."""
+    independent, copied = small_afro(), small_afro(teacher_init="copy")
+    for key, value in independent.encoder.state_dict().items():
+        torch.testing.assert_close(value, copied.encoder.state_dict()[key])
+        torch.testing.assert_close(copied.teacher.state_dict()[key], value)
+    weights = [k for k, v in independent.teacher.state_dict().items() if v.ndim == 2]
+    assert weights and all(not torch.equal(independent.teacher.state_dict()[k], independent.encoder.state_dict()[k])
+                           for k in weights)
+    with pytest.raises(ConfigError, match="teacher_init must be 'copy' or 'independent', got 'clone'"):
+        small_afro(teacher_init="clone")
+
+
+def test_dit_output_head_and_initialisation_options():
+    """No LayerNorm before the output unless asked (the authors' code defines one but never applies
+    it); with it, every prediction has the same norm. Xavier init keeps the blocks' adaLN at zero."""
+    torch.manual_seed(0)
+    x, step, f, a = torch.randn(6, 8) * 5, torch.randint(0, 100, (6,)), torch.randn(6, 8), torch.randn(6, 4)
+    plain = LatentDiT(8, (8, 4), width=32, depth=1, heads=2)
+    normed = LatentDiT(8, (8, 4), width=32, depth=1, heads=2, final_norm=True)
+    plain.out = normed.out = nn.Identity()  # read the token the output layer sees
+    norms = {name: dit(x, step, f, a).norm(dim=-1) for name, dit in (("plain", plain), ("normed", normed))}
+    torch.testing.assert_close(norms["normed"], torch.full((6,), 32 ** 0.5), rtol=1e-3, atol=1e-3)
+    assert norms["plain"].std() > 0.1
+    default = LatentDiT(8, (8, 4), width=32, depth=1, heads=2, init="default")
+    for dit in (plain, default):
+        assert all(torch.all(b.adaLN[1].weight == 0) and torch.all(b.adaLN[1].bias == 0) for b in dit.blocks)
+    assert torch.all(plain.x_in.bias == 0) and not torch.all(default.x_in.bias == 0)
 
 
 @pytest.mark.parametrize(
@@ -205,8 +238,9 @@ def test_collapse_watch_sees_rank_collapse_that_per_dimension_std_misses():
 
 
 def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
-    """scripts/afro_diagnostics.py on a real (tiny) run: at the highest diffusion steps the noisy
-    input is almost pure noise, so more of the prediction's variance comes from it than at the lowest."""
+    """scripts/afro_diagnostics.py on a real (tiny) run: every statistic is printed, the probes run,
+    and at the highest diffusion steps, where the input is almost pure noise, most of the
+    prediction's variance comes from that noise."""
     import re
     import subprocess
     import sys
@@ -220,7 +254,8 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
     probes = re.findall(r"(latent action|feature difference)\s+→ (actions taken|end-effector).*R²\s+(-?[0-9.]+)", proc.stdout)
     assert len(probes) == 4, proc.stdout  # the fixture has actions and states
     shares = [int(s) for s in re.findall(r"variance from the noise (\d+)%", proc.stdout)]
-    assert len(shares) == 3 and all(0 <= s <= 100 for s in shares) and shares[2] > shares[0], proc.stdout
+    # at the highest steps the FDM's input is almost pure noise; an untrained-ish FDM passes it through
+    assert len(shares) == 3 and all(0 <= s <= 100 for s in shares) and shares[2] >= 50, proc.stdout
 
 
 def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):

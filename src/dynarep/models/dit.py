@@ -18,6 +18,14 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+def xavier_linear(module: nn.Module) -> None:
+    """DiT's initialisation: xavier-uniform weights and zero biases on every Linear."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class DiTBlock(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -45,7 +53,7 @@ class LatentDiT(nn.Module):
     """
 
     def __init__(self, feature_dim: int, cond_dims: tuple[int, ...], width: int = 256, depth: int = 4,
-                 heads: int = 4, mlp_ratio: float = 4.0):
+                 heads: int = 4, mlp_ratio: float = 4.0, final_norm: bool = False, init: str = "xavier"):
         super().__init__()
         self.x_in = nn.Linear(feature_dim, width)
         self.pos = nn.Parameter(torch.zeros(1, 1, width))
@@ -53,8 +61,13 @@ class LatentDiT(nn.Module):
         self.cond_in = nn.ModuleList(nn.Linear(d, width) for d in cond_dims)
         self.cond_mlp = nn.Sequential(nn.Linear(width * (1 + len(cond_dims)), width), nn.SiLU(), nn.Linear(width, width))
         self.blocks = nn.ModuleList(DiTBlock(width, heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6) if final_norm else nn.Identity()
         self.out = nn.Linear(width, feature_dim)
+        if init == "xavier":
+            self.apply(xavier_linear)
+            for block in self.blocks:  # adaLN-Zero stays zero, so every block still starts as the identity
+                nn.init.zeros_(block.adaLN[1].weight)
+                nn.init.zeros_(block.adaLN[1].bias)
 
     def forward(self, x: torch.Tensor, step: torch.Tensor, *conds: torch.Tensor) -> torch.Tensor:
         c = self.cond_mlp(torch.cat([self.step_embed(step), *(f(v) for f, v in zip(self.cond_in, conds))], dim=-1))

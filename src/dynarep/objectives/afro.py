@@ -49,6 +49,15 @@ class AFROConfig(LatentDynamicsConfig):
     vicreg_weights: tuple[float, float, float] = (25.0, 25.0, 1.0)
     forward_weight: float = 1.0
     reverse_weight: float = 1.0
+    teacher_init: str = "independent"
+    """AFRO's public code builds the EMA teacher as a second, independently initialised encoder (its
+    deepcopy line is commented out); the paper does not say. "copy" starts it as the online encoder."""
+    fdm_final_norm: bool = False
+    """A LayerNorm before the DiT's output layer. The authors' code defines one but never applies it;
+    True restores what dynarep did before (it fixes each prediction's norm)."""
+    fdm_init: str = "xavier"
+    """"xavier": xavier-uniform Linear weights and zero biases (adaLN still zero), as the authors'
+    DiT; "default": PyTorch's initialisation."""
     # Table 5 ablations
     deterministic_fdm: bool = False
     """FDM as a plain transformer: no noise, its token is the current feature, step 0."""
@@ -59,6 +68,9 @@ class AFROConfig(LatentDynamicsConfig):
     """vicreg or mse."""
 
     def validate(self) -> None:
+        super().validate()
+        if self.fdm_init not in ("xavier", "default"):
+            raise ConfigError(f"fdm_init must be 'xavier' or 'default', got '{self.fdm_init}'")
         if self.window < self.interval + 1:
             raise ConfigError(f"window {self.window} is shorter than one pair at interval {self.interval}")
         if self.loss not in ("vicreg", "mse"):
@@ -68,11 +80,11 @@ class AFROConfig(LatentDynamicsConfig):
 @register_objective("afro")
 class AFRO(TeacherStudent):
     def __init__(self, cfg: AFROConfig):
-        cfg.validate()
         super().__init__(cfg)
         D = self.encoder.output_dim
         self.idm = InverseDynamics(D, tuple(cfg.idm_hidden), cfg.latent_action_dim, cfg.use_difference)
-        self.fdm = LatentDiT(D, (D, cfg.latent_action_dim), cfg.fdm_width, cfg.fdm_depth, cfg.fdm_heads, cfg.fdm_mlp_ratio)
+        self.fdm = LatentDiT(D, (D, cfg.latent_action_dim), cfg.fdm_width, cfg.fdm_depth, cfg.fdm_heads, cfg.fdm_mlp_ratio,
+                             final_norm=cfg.fdm_final_norm, init=cfg.fdm_init)
         self.scheduler = DDIMScheduler(num_train_timesteps=cfg.diffusion_steps, beta_schedule=cfg.beta_schedule,
                                        clip_sample=True, prediction_type="sample")
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dynarep.errors import ConfigError
+from dynarep.models.encoders import build_encoder
 from dynarep.objectives.base import Objective, ObjectiveConfig
 
 
@@ -20,14 +22,23 @@ class LatentDynamicsConfig(ObjectiveConfig):
     idm_hidden: tuple[int, ...] = (256, 128)
     ema_start: float = 0.996
     """Teacher momentum at step 0, rising linearly to 1 at the last step."""
+    teacher_init: str = "copy"
+    """"copy": the teacher starts as a copy of the online encoder (BYOL's convention); "independent":
+    a second encoder with its own random initialisation, as AFRO's public code builds it."""
+
+    def validate(self) -> None:
+        if self.teacher_init not in ("copy", "independent"):
+            raise ConfigError(f"teacher_init must be 'copy' or 'independent', got '{self.teacher_init}'")
 
 
 class TeacherStudent(Objective):
     """An online encoder trained by gradients and an EMA copy of it (no gradient) giving targets."""
 
     def __init__(self, cfg: LatentDynamicsConfig):
+        cfg.validate()
         super().__init__(cfg)
-        self.teacher = copy.deepcopy(self.encoder).requires_grad_(False)
+        teacher = copy.deepcopy(self.encoder) if cfg.teacher_init == "copy" else build_encoder(cfg.encoder)
+        self.teacher = teacher.to(next(self.encoder.parameters()).device).requires_grad_(False)
         self.momentum = cfg.ema_start
 
     def frames(self, clouds: torch.Tensor) -> torch.Tensor:

@@ -298,3 +298,13 @@ def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):
     diag = subprocess.run([sys.executable, str(scripts / "afro_diagnostics.py"), str(run)], capture_output=True, text=True,
                           timeout=120)
     assert diag.returncode != 0 and "method is 'dynamo3d'" in diag.stderr and "Traceback" not in diag.stderr, diag.stderr
+
+
+def test_pad_after_adds_windows_past_each_episode_end(pretrained, tmp_path):
+    """`pad_after=4` (AFRO's code pads 7 through DP3's dataset) adds 4 windows per episode."""
+    out = tmp_path / "padded"
+    pretrain(PretrainArgs(method="afro", data=(FIXTURE,), out=out, steps=1, batch_size=4, device="cpu",
+                          set=("window=9", "fdm_width=32", "fdm_depth=1", "pad_after=4")))
+    padded = json.loads((out / "config.json").read_text())["windows"]
+    plain = json.loads((pretrained / "config.json").read_text())["windows"]
+    assert padded == plain + 4 * 2  # the fixture holds two episodes

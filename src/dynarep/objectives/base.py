@@ -26,6 +26,10 @@ class ObjectiveConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     window: int = 33
     """Frames per sampled window."""
+    pad_after: int = 0
+    """Windows may run this many frames past an episode's end, repeating its last frame. AFRO's code
+    samples through DP3's dataset, which pads 7 (n_action_steps - 1); dynarep's default keeps every
+    window inside its episode, and `--set pad_after=7` reproduces theirs."""
 
 
 class Objective(nn.Module):

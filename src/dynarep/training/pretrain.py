@@ -98,7 +98,7 @@ def pretrain(args: PretrainArgs) -> Path:
     torch.manual_seed(args.seed)
     objective = build_objective(args.method, cfg)
     objective.normalizer = MinMaxNormalizer().fit({"point_cloud": demos.arrays["point_cloud"]})
-    sampler = SequenceSampler(demos.arrays, demos.episode_ends, cfg.window)
+    sampler = SequenceSampler(demos.arrays, demos.episode_ends, cfg.window, pad_after=cfg.pad_after)
     overrides = {"batch_size": args.batch_size, "lr": args.lr, "checkpoint_every": args.checkpoint_every}
     tcfg = dataclasses.replace(tcfg, **{k: v for k, v in overrides.items() if v is not None}, seed=args.seed,
                                device=args.device)

@@ -8,7 +8,8 @@ by its EMA teacher E_t (targets). Per consecutive pair (t, t+k):
   inverse consistency the same IDM and FDM predict E_t(p_t) from f_{t+k} and α' = IDM(f_t − f_{t+k})
   loss                VICReg(x̂, target) for both directions (25 / 25 / 1)
 Gradients reach E_o through the FDM condition and the latent action; the teacher follows E_o with
-momentum rising from 0.996 to 1 over training. Sizes follow the authors' code (shared/methods/afro.md):
+momentum rising from 0.996 to 1 over training; as in the authors' code it starts from its own random
+initialisation, not as a copy of E_o (`teacher_init`). Sizes follow the authors' code (shared/methods/afro.md):
 IDM 64→256→128→16 with GELU, DiT width 256, depth 4, 4 heads, interval k = 2, windows of 33 frames.
 
 Table 5's ablations are flags: `deterministic_fdm`, `use_difference=False` (raw pair),

@@ -71,7 +71,7 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
 policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune: the policy on that encoder
   local variant=$1 mode=${1##*-} name=${1%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
-  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--$mode"
+  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--${mode/frozen/freeze}"
 }
 
 dataset "$task" > /dev/null

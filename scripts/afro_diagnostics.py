@@ -77,12 +77,13 @@ def spread(x: torch.Tensor) -> str:
 
 
 def noise_share(p0: torch.Tensor, p1: torch.Tensor) -> float:
-    """Share of the predictions' variance that lies between two noise draws of the same input: the
-    within-input sum of squares over the total, both about their means, so it lies in [0, 1]."""
-    within = ((p0 - p1) ** 2 / 2).sum()
+    """Share of a prediction's variance that comes from the diffusion noise: the variance between two
+    noise draws of the same input, E[(p0 - p1)^2] / 2, over the variance of all predictions. Both are
+    estimates, so near pure noise the ratio can pass 1 by sampling error; it is capped there."""
+    noise = ((p0 - p1) ** 2).sum() / (2 * len(p0))
     both = torch.cat([p0, p1])
-    total = ((both - both.mean(0)) ** 2).sum()
-    return float(within / total.clamp_min(1e-12))
+    total = ((both - both.mean(0)) ** 2).sum() / (len(both) - 1)
+    return min(1.0, float(noise / total.clamp_min(1e-12)))
 
 
 @torch.no_grad()

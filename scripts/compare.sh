@@ -4,6 +4,8 @@
 # VARIANT: dp3
 #        | ENCODER-frozen | ENCODER-finetune        encoder pre-trained on the task's 10 demonstrations
 #        | ENCODER-multi-frozen | ENCODER-multi-finetune   ... on those of every development-set task
+#        | ENCODER[-multi]-frozen-std                frozen, features standardised per dimension
+#                                                   (`dynarep train --standardize-features`)
 #        | probe:ENCODER                            pre-train and probe only (no policy)
 # ENCODER: a method (random, dynamo3d, afro), then options joined by "-", e.g. afro-mse, afro-copy-det:
 #   Table 5's ablations: det (deterministic FDM), pair (raw pair instead of the difference), noic (no
@@ -68,10 +70,13 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
   echo "$out"
 }
 
-policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune: the policy on that encoder
-  local variant=$1 mode=${1##*-} name=${1%-*} scope=$task
+policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on that encoder
+  local variant=$1 extra=() base=$1
+  if [[ $base == *-std ]]; then base=${base%-std}; extra=(--standardize-features); fi
+  local mode=${base##*-} name=${base%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
-  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--${mode/frozen/freeze}"
+  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--${mode/frozen/freeze}" \
+    "${extra[@]}"
 }
 
 dataset "$task" > /dev/null
@@ -79,7 +84,7 @@ for variant in "$@"; do
   case $variant in
     dp3) NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" ;;
     probe:*) encoder "${variant#probe:}" "$task" > /dev/null ;;
-    *-frozen|*-finetune) policy "$variant" ;;
+    *-frozen|*-finetune|*-frozen-std) policy "$variant" ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
 done

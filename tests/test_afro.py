@@ -173,6 +173,26 @@ def test_policy_loads_the_encoder_frozen_or_finetuned(pretrained, tmp_path):
     torch.testing.assert_close(policy.normalizer.state_dict()["point_cloud.scale"], tensors["normalizer.point_cloud.scale"])
 
 
+def test_frozen_features_standardised_over_the_training_frames(pretrained, tmp_path):
+    """--standardize-features: the frozen encoder's features, over the training frames, have mean 0
+    and std 1 per dimension in the exported policy; the flag needs --freeze."""
+    from dynarep.data.store import load_demonstrations
+
+    run = train_policy(TrainPolicyArgs(data=(FIXTURE,), steps=2, batch_size=4, down_dims=(16, 32), device="cpu",
+                                       encoder=pretrained, freeze=True, standardize_features=True, val_ratio=0.0,
+                                       out=tmp_path / "std"))
+    policy = load_policy(run)
+    clouds = torch.as_tensor(load_demonstrations((FIXTURE,), ("point_cloud",)).arrays["point_cloud"])
+    x = policy.normalizer.normalize("point_cloud", clouds[..., : policy.cfg.encoder.in_channels])
+    with torch.no_grad():
+        z = (policy.encoder({"point_cloud": x}) - policy.obs_encoder.feature_mean) / policy.obs_encoder.feature_std
+    torch.testing.assert_close(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(z.shape[1]), atol=1e-3, rtol=0)
+    with pytest.raises(ConfigError, match="--standardize-features needs --freeze"):
+        train_policy(TrainPolicyArgs(data=(FIXTURE,), encoder=pretrained, finetune=True, standardize_features=True,
+                                     out=tmp_path / "no"))
+
+
 def test_pretraining_needs_no_actions(tmp_path):
     import shutil
 

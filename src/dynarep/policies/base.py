@@ -44,6 +44,10 @@ class PolicyConfig:
     mlp_hidden: tuple[int, ...] = (256, 256)
     normalize_point_cloud: bool = True
     """DP3 min-max normalises xyz per axis (its LinearNormalizer 'limits' mode)."""
+    standardize_features: bool = False
+    """Standardise the visual feature per dimension with its mean and std over the training frames,
+    fixed once before training (for a frozen encoder). Neither DP3 nor AFRO does this; it separates
+    what a frozen encoder's features hold from the scale at which they hold it."""
     state_dim: int = 9
     action_dim: int = 4
 
@@ -61,9 +65,13 @@ class PolicyConfig:
 class ObservationEncoder(nn.Module):
     """DP3's observation encoder: the visual feature concatenated with a state MLP feature."""
 
-    def __init__(self, visual: Encoder, state_dim: int, state_hidden: tuple[int, ...]):
+    def __init__(self, visual: Encoder, state_dim: int, state_hidden: tuple[int, ...], standardize: bool = False):
         super().__init__()
         self.visual = visual
+        self.standardize = standardize
+        if standardize:  # buffers only when used, so checkpoints without them still load
+            self.register_buffer("feature_mean", torch.zeros(visual.output_dim))
+            self.register_buffer("feature_std", torch.ones(visual.output_dim))
         layers: list[nn.Module] = []
         dims = (state_dim, *state_hidden)
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
@@ -74,7 +82,17 @@ class ObservationEncoder(nn.Module):
         self.output_dim = visual.output_dim + state_hidden[-1]
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([self.visual(obs), self.state_mlp(obs["state"])], dim=-1)
+        visual = self.visual(obs)
+        if self.standardize:
+            visual = (visual - self.feature_mean) / self.feature_std
+        return torch.cat([visual, self.state_mlp(obs["state"])], dim=-1)
+
+    @torch.no_grad()
+    def fit_standardization(self, clouds: torch.Tensor, chunk: int = 256) -> None:
+        """Per-dimension mean and std of the visual features of (N, P, C) normalised clouds."""
+        features = torch.cat([self.visual({"point_cloud": c}) for c in clouds.split(chunk)])
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0).clamp_min(1e-6))
 
 
 class Policy(nn.Module):
@@ -84,7 +102,8 @@ class Policy(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.obs_encoder = ObservationEncoder(build_encoder(cfg.encoder), cfg.state_dim, tuple(cfg.state_hidden))
+        self.obs_encoder = ObservationEncoder(build_encoder(cfg.encoder), cfg.state_dim, tuple(cfg.state_hidden),
+                                              cfg.standardize_features)
         self.normalizer = MinMaxNormalizer()
 
     @property
@@ -110,6 +129,13 @@ class Policy(nn.Module):
                 x = self.normalizer.normalize(key, x)
             out[key] = x.reshape(-1, *x.shape[2:])
         return out
+
+    def fit_feature_standardization(self, clouds: torch.Tensor) -> None:
+        """Fix the visual features' standardisation from (N, P, C) raw training clouds."""
+        x = clouds[..., : self.cfg.encoder.in_channels]
+        if self.cfg.normalize_point_cloud:
+            x = self.normalizer.normalize("point_cloud", x)
+        self.obs_encoder.fit_standardization(x)
 
     def global_condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps * feature) condition vector."""

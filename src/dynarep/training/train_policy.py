@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dynarep.config import save_json, to_dict
@@ -66,6 +67,9 @@ class TrainPolicyArgs:
     finetune: bool = False
     """Train the pre-trained encoder too, at --encoder-lr."""
     encoder_lr: float = 1e-5
+    standardize_features: bool = False
+    """With --freeze: standardise the frozen encoder's features per dimension over the training frames
+    (not in DP3 or AFRO; a diagnostic of feature scale)."""
     steps: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -97,6 +101,8 @@ class TrainPolicyArgs:
             raise ConfigError("--freeze and --finetune exclude each other")
         if (self.freeze or self.finetune) and self.encoder is None:
             raise ConfigError("--freeze/--finetune need --encoder DIR (a pre-trained encoder)")
+        if self.standardize_features and not self.freeze:
+            raise ConfigError("--standardize-features needs --freeze: the statistics are fixed once, before training")
 
 
 def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[PolicyConfig, TrainConfig]:
@@ -110,6 +116,7 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
         pcfg.encoder.name = args.encoder_name
     if args.encoder is not None:
         pcfg.encoder = read_encoder_config(args.encoder)
+    pcfg.standardize_features = args.standardize_features
     overrides = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                  "checkpoint_every": args.checkpoint_every, "grad_clip": args.grad_clip,
                  "warmup_steps": args.warmup_steps}
@@ -117,6 +124,12 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
                                seed=args.seed, device=args.device,
                                encoder_lr=args.encoder_lr if args.finetune else None)
     return pcfg, tcfg
+
+
+def episode_frames(demos: Demonstrations, mask: np.ndarray) -> np.ndarray:
+    """Indices of the frames of the episodes selected by `mask`."""
+    starts = np.concatenate([[0], demos.episode_ends[:-1]])
+    return np.concatenate([np.arange(a, b) for a, b, keep in zip(starts, demos.episode_ends, mask) if keep])
 
 
 def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
@@ -139,6 +152,8 @@ def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
                                           max_episodes=args.max_episodes)
     window = dict(sequence_length=pcfg.horizon, pad_before=pcfg.n_obs_steps - 1, pad_after=pcfg.n_action_steps - 1,
                   key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
+    if pcfg.standardize_features:
+        policy.fit_feature_standardization(torch.as_tensor(demos.arrays["point_cloud"][episode_frames(demos, train_mask)]))
     train = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=train_mask, **window)
     val = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=val_mask, **window) if val_mask.any() else None
     run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources,

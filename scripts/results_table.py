@@ -1,6 +1,6 @@
 """Aggregate `dynarep eval` results under a directory into the README's Markdown table.
 
-  python scripts/results_table.py runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
+  python scripts/results_table.py [--task TASK] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 
 Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes); several DIRs give one
 table with a policy column (the directory name). For every policy and task:
@@ -21,10 +21,10 @@ from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
 
 
-def main(roots: list[Path]) -> None:
+def main(roots: list[Path], task: str | None = None) -> None:
     rows = []
     for root in roots:
-        rows += table_rows(root, policy_column=len(roots) > 1)
+        rows += table_rows(root, policy_column=len(roots) > 1, task=task)
     policy = "policy | " if len(roots) > 1 else ""
     print(f"| {policy}task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] "
           "| DP3 protocol (overstates) | train min/seed | eval min/seed |")
@@ -32,9 +32,11 @@ def main(roots: list[Path]) -> None:
     print("\n".join(rows))
 
 
-def table_rows(root: Path, policy_column: bool) -> list[str]:
+def table_rows(root: Path, policy_column: bool, task: str | None = None) -> list[str]:
+    if not root.is_dir():
+        sys.exit(f"{root}: not a directory of runs (expected {root}/<task>/seed<k>/eval.json)")
     rows = []
-    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and task in (None, p.name)):
         evals = sorted(task_dir.glob("seed*/eval.json"))
         if not evals:
             continue
@@ -57,4 +59,10 @@ def table_rows(root: Path, policy_column: bool) -> list[str]:
 
 
 if __name__ == "__main__":
-    main([Path(p) for p in sys.argv[1:]] or [Path("runs/baseline/dp3-cpu")])
+    args = sys.argv[1:]
+    only = None
+    if args[:1] == ["--task"]:
+        if len(args) < 2:
+            sys.exit("--task needs a task name, e.g. --task hammer")
+        only, args = args[1], args[2:]
+    main([Path(p) for p in args] or [Path("runs/baseline/dp3-cpu")], only)

@@ -54,6 +54,30 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     assert sum(split.values()) < r["wall_seconds"] and "button-press: success" in proc.stdout
 
 
+def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
+    """scripts/results_table.py on real runs laid out as scripts/baseline.sh writes them: the pooled
+    success over both seeds' episodes, one row per policy directory, --task keeps one task."""
+    import shutil
+
+    for name in ("dp3", "other"):
+        for seed in (0, 1):
+            cell = tmp_path / name / "button-press" / f"seed{seed}"
+            shutil.copytree(tiny_policy / "policy", cell / "policy")
+            run("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", str(seed), "--max-steps", "16",
+                "--out", str(cell / "eval.json"))
+    (tmp_path / "other" / "drawer-open").mkdir()
+    script = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
+    table = subprocess.run([sys.executable, str(script), "--task", "button-press", str(tmp_path / "dp3"),
+                            str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    rows = [r for r in table.stdout.splitlines() if r.startswith("| dp3") or r.startswith("| other")]
+    reports = [json.loads((tmp_path / "dp3" / "button-press" / f"seed{k}" / "eval.json").read_text()) for k in (0, 1)]
+    pooled = sum(o["success"] for r in reports for o in r["outcomes"]) / 4
+    assert len(rows) == 2 and f"| button-press | easy | 2 | 4 | **{pooled:.2f}**" in rows[0], table.stdout
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "not a directory of runs" in missing.stderr
+
+
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
     """The observation history must hold steps t-1 and t (DP3's multi-step wrapper), not the
     observations at the last two chunk boundaries."""

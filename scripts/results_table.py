@@ -11,6 +11,7 @@ the blind replay on the same configurations, DP3's periodic top-5 protocol where
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -59,10 +60,9 @@ def table_rows(root: Path, policy_column: bool, task: str | None = None) -> list
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    only = None
-    if args[:1] == ["--task"]:
-        if len(args) < 2:
-            sys.exit("--task needs a task name, e.g. --task hammer")
-        only, args = args[1], args[2:]
-    main([Path(p) for p in args] or [Path("runs/baseline/dp3-cpu")], only)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("roots", nargs="*", type=Path, default=[Path("runs/baseline/dp3-cpu")],
+                        help="directories of runs, one table row per policy and task")
+    parser.add_argument("--task", help="keep only this task's rows")
+    a = parser.parse_args()
+    main(a.roots, a.task)

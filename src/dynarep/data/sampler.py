@@ -19,6 +19,12 @@ def _episode_starts(episode_ends: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], episode_ends[:-1]]).astype(np.int64)
 
 
+def episode_frames(episode_ends: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Indices of the frames of the episodes selected by `mask` (as `split_episodes` returns)."""
+    return np.concatenate([np.arange(a, b) for a, b, keep in zip(_episode_starts(episode_ends), episode_ends, mask)
+                           if keep])
+
+
 def _as_episode_ends(episode_ends: Sequence[int] | np.ndarray) -> np.ndarray:
     """Validate episode ends: 1-D, strictly increasing from 0."""
     ends = np.asarray(episode_ends, dtype=np.int64)

@@ -38,7 +38,7 @@ class TeacherStudent(Objective):
         cfg.validate()
         super().__init__(cfg)
         teacher = copy.deepcopy(self.encoder) if cfg.teacher_init == "copy" else build_encoder(cfg.encoder)
-        self.teacher = teacher.to(next(self.encoder.parameters()).device).requires_grad_(False)
+        self.teacher = teacher.requires_grad_(False)
         self.momentum = cfg.ema_start
 
     def frames(self, clouds: torch.Tensor) -> torch.Tensor:

@@ -121,21 +121,18 @@ class Policy(nn.Module):
             if key not in batch:
                 continue
             x = batch[key][:, :To]
-            if key == "point_cloud":
-                x = x[..., : self.cfg.encoder.in_channels]
-                if self.cfg.normalize_point_cloud:
-                    x = self.normalizer.normalize(key, x)
-            else:
-                x = self.normalizer.normalize(key, x)
+            x = self.normalize_clouds(x) if key == "point_cloud" else self.normalizer.normalize(key, x)
             out[key] = x.reshape(-1, *x.shape[2:])
         return out
 
+    def normalize_clouds(self, clouds: torch.Tensor) -> torch.Tensor:
+        """Raw point clouds (..., P, C) as the encoder reads them: its channels, normalised as DP3."""
+        x = clouds[..., : self.cfg.encoder.in_channels]
+        return self.normalizer.normalize("point_cloud", x) if self.cfg.normalize_point_cloud else x
+
     def fit_feature_standardization(self, clouds: torch.Tensor) -> None:
         """Fix the visual features' standardisation from (N, P, C) raw training clouds."""
-        x = clouds[..., : self.cfg.encoder.in_channels]
-        if self.cfg.normalize_point_cloud:
-            x = self.normalizer.normalize("point_cloud", x)
-        self.obs_encoder.fit_standardization(x)
+        self.obs_encoder.fit_standardization(self.normalize_clouds(clouds))
 
     def global_condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps * feature) condition vector."""

@@ -14,12 +14,11 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dynarep.config import save_json, to_dict
 from dynarep.data.normalizer import MinMaxNormalizer
-from dynarep.data.sampler import SequenceSampler, split_episodes
+from dynarep.data.sampler import SequenceSampler, episode_frames, split_episodes
 from dynarep.data.store import Demonstrations, load_demonstrations
 from dynarep.errors import ConfigError
 from dynarep.policies.base import PolicyConfig, build_policy
@@ -126,12 +125,6 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
     return pcfg, tcfg
 
 
-def episode_frames(demos: Demonstrations, mask: np.ndarray) -> np.ndarray:
-    """Indices of the frames of the episodes selected by `mask`."""
-    starts = np.concatenate([[0], demos.episode_ends[:-1]])
-    return np.concatenate([np.arange(a, b) for a, b, keep in zip(starts, demos.episode_ends, mask) if keep])
-
-
 def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     args.validate()
     demos = load_demonstrations(args.data, POLICY_KEYS)
@@ -153,7 +146,7 @@ def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     window = dict(sequence_length=pcfg.horizon, pad_before=pcfg.n_obs_steps - 1, pad_after=pcfg.n_action_steps - 1,
                   key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
     if pcfg.standardize_features:
-        policy.fit_feature_standardization(torch.as_tensor(demos.arrays["point_cloud"][episode_frames(demos, train_mask)]))
+        policy.fit_feature_standardization(torch.as_tensor(demos.arrays["point_cloud"][episode_frames(demos.episode_ends, train_mask)]))
     train = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=train_mask, **window)
     val = SequenceSampler(demos.arrays, demos.episode_ends, episode_mask=val_mask, **window) if val_mask.any() else None
     run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources,

@@ -188,6 +188,9 @@ def test_frozen_features_standardised_over_the_training_frames(pretrained, tmp_p
         z = (policy.encoder({"point_cloud": x}) - policy.obs_encoder.feature_mean) / policy.obs_encoder.feature_std
     torch.testing.assert_close(z.mean(0), torch.zeros(z.shape[1]), atol=1e-4, rtol=0)
     torch.testing.assert_close(z.std(0), torch.ones(z.shape[1]), atol=1e-3, rtol=0)
+    with torch.no_grad():  # and the policy conditions on the standardised features, not the raw ones
+        seen = policy.obs_encoder({"point_cloud": x, "state": torch.zeros(len(x), policy.cfg.state_dim)})
+    torch.testing.assert_close(seen[:, : z.shape[1]], z)
     with pytest.raises(ConfigError, match="--standardize-features needs --freeze"):
         train_policy(TrainPolicyArgs(data=(FIXTURE,), encoder=pretrained, finetune=True, standardize_features=True,
                                      out=tmp_path / "no"))

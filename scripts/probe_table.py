@@ -3,7 +3,8 @@
   python scripts/probe_table.py runs/baseline/encoders/{afro,afro-mse,afro-det}/pick-place
 
 Per encoder directory (a `dynarep pretrain` output probed into probe.json, as scripts/compare.sh
-does): the `--set` options it was trained with, R² of the linear probes on held-out episodes, the
+does): the `--set` options it was trained with, R² of the linear probes on held-out episodes (state;
+action and inverse dynamics, with the same probe on the simulator's true state in brackets), the
 per-dimension feature std and the effective rank over the dataset, the loss and effective rank at
 the last logged step, and the pre-training time.
 """
@@ -38,14 +39,22 @@ def row(encoder: Path) -> str:
     rank_logged = f"{last['feat_effective_rank']:.1f}" if "feat_effective_rank" in last else "–"
     minutes = f"{seconds / 60:.1f}" if seconds else "–"
     return (f"| {encoder.parent.name}/{encoder.name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
-            f"{fs['mean']:.3f} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
+            f"{action_cell(probe, 'action')} | {action_cell(probe, 'inverse_dynamics')} | {fs['mean']:.3f} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
             f"{rank_logged} | {minutes} |")
 
 
+def action_cell(probe: dict, name: str) -> str:
+    """'features [true state]' R² of an action probe; '–' for data without actions or an older probe."""
+    if name not in probe["r2"]:
+        return "–"
+    ceiling = probe.get("r2_from_true_state", {}).get(name)
+    return f"{probe['r2'][name]:.3f}" + (f" [{ceiling:.3f}]" if ceiling is not None else "")
+
+
 def main(encoders: list[Path]) -> None:
-    print("| encoder / pre-training data | options | R² robot | R² object | feature std | effective rank | final loss "
-          "| rank (last batch) | pre-train min |")
-    print("|---" * 9 + "|")
+    print("| encoder / pre-training data | options | R² robot | R² object | R² action [true state] "
+          "| R² inverse dynamics [true state] | feature std | effective rank | final loss | rank (last batch) | pre-train min |")
+    print("|---" * 11 + "|")
     for encoder in encoders:
         print(row(encoder))
 

@@ -232,6 +232,27 @@ def test_ridge_probe_scores_linear_targets_high_and_noise_low():
     assert ridge_r2(x[:300], noise[:300], x[300:], noise[300:], 1e-4) < 0.1
 
 
+def test_action_probes_find_the_action_in_the_change_between_frames_not_in_one_frame():
+    """Features that integrate the actions (f_{t+1} = f_t + W a_t, a random walk): a_t is not in f_t
+    but is exactly in f_{t+1} - f_t; an episode's last step, which has no successor, is left out."""
+    import numpy as np
+
+    from dynarep.evaluation.probes import action_probes
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([60, 50, 70, 40])
+    actions = rng.normal(size=(lengths.sum(), 4))
+    mixing = rng.normal(size=(4, 16))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    features = np.zeros((lengths.sum(), 16))
+    for start, length in zip(starts, lengths):
+        walk = np.cumsum(actions[start : start + length - 1] @ mixing, axis=0)
+        features[start : start + length] = np.vstack([np.zeros(16), walk]) + rng.normal(size=16)
+    train = np.repeat([True, True, False, True], lengths)
+    scores = action_probes(features, actions, lengths, train, 1e-4)
+    assert scores["inverse_dynamics"] > 0.99 and scores["action"] < 0.2, scores
+
+
 def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
     import subprocess
     import sys
@@ -242,7 +263,9 @@ def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert set(report["r2"]) == {"robot_state", "object_position"} and report["feature_std"]["dims"] == 64
+    probes = {"robot_state", "object_position", "action", "inverse_dynamics"}  # the fixture has actions
+    assert set(report["r2"]) == probes and report["feature_std"]["dims"] == 64
+    assert set(report["r2_from_true_state"]) == {"action", "inverse_dynamics"}
     assert (tmp_path / "pca.png").stat().st_size > 10_000 and "R²" in proc.stdout
 
 
@@ -299,6 +322,8 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     row = table.stdout.splitlines()[-1]
     assert row.startswith("| afro-k1/fixture | `window=9 fdm_width=32 fdm_depth=1` |"), row
     assert f"{report['r2']['robot_state']:.3f}" in row and f"**{report['feature_std']['effective_rank']:.1f}**" in row
+    ceiling = report["r2_from_true_state"]["inverse_dynamics"]
+    assert f"| {report['r2']['inverse_dynamics']:.3f} [{ceiling:.3f}] |" in row, row
 
 
 def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):

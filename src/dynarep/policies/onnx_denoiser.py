@@ -5,8 +5,9 @@ size the UNet's convolutions see 4 to 16 time steps, and PyTorch sends a batch-1
 oneDNN size threshold to the generic im2col + GEMM path, where MKL's small-N GEMM is slow on this
 AMD machine (a 256→256, kernel-5 convolution over 4 steps took 0.5 ms idle, about 2.7 GB/s of
 weights). ONNX Runtime's own MLAS kernels run the same graph 2.7 to 2.9 times faster
-(`bench/policy.py`). The floor is memory bandwidth: every call streams the UNet's 21 MB of float32
-weights, about 0.9 ms at the 24 GB/s one core reads here.
+(`bench/policy.py`). The floor is memory bandwidth: every call streams the UNet's weights without its
+FiLM layers (about 15.3 MB of float32; the FiLM tables come in as inputs), about 0.64 ms at the
+24 GB/s one core reads here.
 
 The exported graph takes the noisy actions and every block's FiLM scale/shift (precomputed once
 per chunk by `ConditionalUnet1D.film_tables`). It is exported in memory for each batch size on

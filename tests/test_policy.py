@@ -156,3 +156,19 @@ def test_cached_film_tables_give_the_same_denoiser_output():
         direct = unet(x, t, cond)
         cached = unet(x, t, None, films=[table[i] for table in tables])
         torch.testing.assert_close(direct, cached, rtol=1e-4, atol=1e-5)  # batched vs single matmuls round differently
+
+
+def test_probe_reads_the_encoder_inside_a_trained_policy(trained, tmp_path):
+    """`dynarep probe --encoder RUN` on a policy run probes its visual encoder as the policy reads clouds."""
+    from dynarep.data.store import ZarrDataset
+    from dynarep.evaluation.probes import ProbeArgs, encode_dataset, encoder_to_probe, probe
+
+    policy = load_policy(trained).eval()
+    clouds = ZarrDataset.open(FIXTURE).read("point_cloud")[:16].astype(np.float32)
+    with torch.no_grad():
+        expected = policy.obs_encoder.visual({"point_cloud": policy.normalize_clouds(torch.from_numpy(clouds))})
+    encoder, normalizer = encoder_to_probe(trained)
+    torch.testing.assert_close(torch.from_numpy(encode_dataset(encoder.eval(), normalizer, clouds)), expected)
+    report = probe(ProbeArgs(encoder=trained, data=FIXTURE, out=tmp_path / "probe.json", val_ratio=0.5))
+    stats = report["feature_std"]
+    assert stats["dims"] == policy.encoder.output_dim and 0 < stats["after_mish_mean"] < stats["mean"] * 1.1

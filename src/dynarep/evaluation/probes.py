@@ -12,13 +12,16 @@
   encoder on one task's demonstrations; the action probes leave more room between encoders. The
   same two probes on the simulator's true state (`full_state`) are reported beside them, as the
   ceiling of a linear read-out;
-- feature statistics (per-dimension standard deviation: the collapse watch);
+- feature statistics (per-dimension standard deviation: the collapse watch), and the same after
+  a Mish, because DP3's FiLM conditioning passes the features through Mish before its Linear: a
+  frozen feature that sits near Mish's minimum (about -1.2) reaches the policy flattened;
 - optionally a picture of one point cloud coloured by the first three PCA components of the
   encoder's per-point features.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +42,8 @@ class ProbeArgs:
     """Linear probes from frozen encoder features to robot and object state, and a PCA picture."""
 
     encoder: Path = Path("runs/pretrain")
-    """An exported encoder directory (from `dynarep pretrain`)."""
+    """An exported encoder directory (from `dynarep pretrain`), or a trained policy's directory (from
+    `dynarep train`), whose visual encoder is probed: e.g. what DP3 learned from scratch."""
     data: Path = Path("data/demos.zarr")
     out: Path = Path("probe.json")
     val_ratio: float = 0.3
@@ -84,10 +88,23 @@ def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
     return float(np.mean(1 - ss_res / ss_tot))
 
 
-def probe(args: ProbeArgs) -> dict:
-    from dynarep.training.export import load_encoder
+def encoder_to_probe(directory: Path):
+    """(encoder, point-cloud normalizer or None) of an exported encoder, or of the visual encoder
+    inside a trained policy, normalised as that policy reads its clouds."""
+    from dynarep.training.export import load_encoder, load_policy
 
-    encoder, normalizer = load_encoder(args.encoder)
+    directory = Path(directory)
+    meta_path = directory / "checkpoint.json"
+    is_policy = (directory / "policy").is_dir() or (meta_path.is_file() and
+                                                    json.loads(meta_path.read_text()).get("kind") == "policy")
+    if not is_policy:
+        return load_encoder(directory)
+    policy = load_policy(directory)
+    return policy.obs_encoder.visual, (policy.normalizer if policy.cfg.normalize_point_cloud else None)
+
+
+def probe(args: ProbeArgs) -> dict:
+    encoder, normalizer = encoder_to_probe(args.encoder)
     encoder.eval()
     ds = ZarrDataset.open(args.data)
     if ds.n_episodes < 2:
@@ -112,7 +129,8 @@ def probe(args: ProbeArgs) -> dict:
         "encoder": str(args.encoder), "data": str(args.data), "r2": scores, "r2_from_true_state": reference,
         "train_steps": int(tr.sum()), "val_steps": int(va.sum()),
         "feature_std": {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
-                        "dims": int(std.size), "effective_rank": effective_rank(features)},
+                        "dims": int(std.size), "effective_rank": effective_rank(features),
+                        "after_mish_mean": float(torch.nn.functional.mish(torch.from_numpy(features)).numpy().std(0).mean())},
     }
     report.update(provenance())
     if args.pca_image is not None:
@@ -160,4 +178,4 @@ def format_probe(report: dict) -> str:
     r2 = ", ".join(f"{k} R² {v:.3f}" for k, v in report["r2"].items())
     fs = report["feature_std"]
     return (f"{r2}; feature std mean {fs['mean']:.3f}, min {fs['min']:.3f}, dead dims {fs['dead_dims']}/{fs['dims']}, "
-            f"effective rank {fs['effective_rank']:.1f}")
+            f"effective rank {fs['effective_rank']:.1f}, std after Mish {fs['after_mish_mean']:.3f}")

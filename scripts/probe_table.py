@@ -3,10 +3,11 @@
   python scripts/probe_table.py runs/baseline/encoders/{afro,afro-mse,afro-det}/pick-place
 
 Per encoder directory (a `dynarep pretrain` output probed into probe.json, as scripts/compare.sh
-does): the `--set` options it was trained with, R² of the linear probes on held-out episodes (state;
-action and inverse dynamics, with the same probe on the simulator's true state in brackets), the
-per-dimension feature std and the effective rank over the dataset, the loss and effective rank at
-the last logged step, and the pre-training time.
+does, or a `dynarep train` output whose visual encoder was probed): the `--set` options it was
+trained with, R² of the linear probes on held-out episodes (state; action and inverse dynamics,
+with the same probe on the simulator's true state in brackets), the per-dimension feature std (also
+after a Mish, which DP3's FiLM conditioning applies first) and the effective rank over the dataset,
+the loss and effective rank at the last logged step, and the pre-training time.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def row(encoder: Path) -> str:
     fs, r2 = probe["feature_std"], probe["r2"]
     rank_logged = f"{last['feat_effective_rank']:.1f}" if "feat_effective_rank" in last else "–"
     minutes = f"{seconds / 60:.1f}" if seconds else "–"
-    return (f"| {encoder.parent.name}/{encoder.name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
-            f"{action_cell(probe, 'action')} | {action_cell(probe, 'inverse_dynamics')} | {fs['mean']:.3f} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
+    # a policy run (`dynarep train` output, probed for its visual encoder) is named by variant/task/seed
+    name = "/".join(encoder.parts[-3 if (encoder / "policy").is_dir() else -2:])
+    after_mish = f"{fs['after_mish_mean']:.3f}" if "after_mish_mean" in fs else "–"
+    return (f"| {name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
+            f"{action_cell(probe, 'action')} | {action_cell(probe, 'inverse_dynamics')} | {fs['mean']:.3f} | {after_mish} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
             f"{rank_logged} | {minutes} |")
 
 
@@ -53,8 +57,9 @@ def action_cell(probe: dict, name: str) -> str:
 
 def main(encoders: list[Path]) -> None:
     print("| encoder / pre-training data | options | R² robot | R² object | R² action [true state] "
-          "| R² inverse dynamics [true state] | feature std | effective rank | final loss | rank (last batch) | pre-train min |")
-    print("|---" * 11 + "|")
+          "| R² inverse dynamics [true state] | feature std | std after Mish | effective rank | final loss | rank (last batch) "
+          "| pre-train min |")
+    print("|---" * 12 + "|")
     for encoder in encoders:
         print(row(encoder))
 

@@ -324,6 +324,8 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     assert f"{report['r2']['robot_state']:.3f}" in row and f"**{report['feature_std']['effective_rank']:.1f}**" in row
     ceiling = report["r2_from_true_state"]["inverse_dynamics"]
     assert f"| {report['r2']['inverse_dynamics']:.3f} [{ceiling:.3f}] |" in row, row
+    stats = report["feature_std"]
+    assert f"| {stats['mean']:.3f} | {stats['after_mish_mean']:.3f} |" in row, row
 
 
 def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):

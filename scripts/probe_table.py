@@ -43,7 +43,8 @@ def row(encoder: Path) -> str:
     name = "/".join(encoder.parts[-3 if (encoder / "policy").is_dir() else -2:])
     after_mish = f"{fs['after_mish_mean']:.3f}" if "after_mish_mean" in fs else "–"
     return (f"| {name} | `{options}` | {r2['robot_state']:.3f} | {r2['object_position']:.3f} | "
-            f"{action_cell(probe, 'action')} | {action_cell(probe, 'inverse_dynamics')} | {fs['mean']:.3f} | {after_mish} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
+            f"{action_cell(probe, 'action')} | {action_cell(probe, 'inverse_dynamics')} | {fs['mean']:.3f} | "
+            f"{after_mish} | **{fs['effective_rank']:.1f}** | {last.get('loss', float('nan')):.3g} | "
             f"{rank_logged} | {minutes} |")
 
 

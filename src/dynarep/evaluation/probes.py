@@ -39,7 +39,8 @@ TARGETS = {"robot_state": ("state", slice(None)), "object_position": ("full_stat
 
 @dataclass
 class ProbeArgs:
-    """Linear probes from frozen encoder features to robot and object state, and a PCA picture."""
+    """Linear probes from frozen encoder features to robot state, object state, actions and inverse
+    dynamics; feature spread; a PCA picture."""
 
     encoder: Path = Path("runs/pretrain")
     """An exported encoder directory (from `dynarep pretrain`), or a trained policy's directory (from
@@ -124,13 +125,9 @@ def probe(args: ProbeArgs) -> dict:
         scores.update(action_probes(features, actions, ds.episode_lengths, tr, args.ridge))
         if "full_state" in ds:  # the same probes on the simulator's true state: a linear read-out's ceiling
             reference = action_probes(ds.read("full_state").astype(np.float64), actions, ds.episode_lengths, tr, args.ridge)
-    std = features.std(0)
     report = {
         "encoder": str(args.encoder), "data": str(args.data), "r2": scores, "r2_from_true_state": reference,
-        "train_steps": int(tr.sum()), "val_steps": int(va.sum()),
-        "feature_std": {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
-                        "dims": int(std.size), "effective_rank": effective_rank(features),
-                        "after_mish_mean": float(torch.nn.functional.mish(torch.from_numpy(features)).numpy().std(0).mean())},
+        "train_steps": int(tr.sum()), "val_steps": int(va.sum()), "feature_std": feature_spread(features),
     }
     report.update(provenance())
     if args.pca_image is not None:
@@ -144,6 +141,15 @@ def probe(args: ProbeArgs) -> dict:
         report["pca_points"] = {"step": step, "xyz": np.round(xyz, 4).tolist(), "rgb": np.round(colours, 3).tolist()}
     save_json(report, Path(args.out))
     return report
+
+
+def feature_spread(features: np.ndarray) -> dict:
+    """Per-dimension std over the dataset (mean, min, dims below 0.01), effective rank, and the mean
+    std after a Mish, the first thing DP3's FiLM conditioning does to the features."""
+    std = features.std(0)
+    after_mish = torch.nn.functional.mish(torch.from_numpy(features)).numpy().std(0)
+    return {"mean": float(std.mean()), "min": float(std.min()), "dead_dims": int((std < 1e-2).sum()),
+            "dims": int(std.size), "effective_rank": effective_rank(features), "after_mish_mean": float(after_mish.mean())}
 
 
 def action_probes(features: np.ndarray, actions: np.ndarray, lengths: np.ndarray, train: np.ndarray,

@@ -35,7 +35,9 @@ def row(encoder: Path) -> str:
     last = ([r for r in logged if "loss" in r] or [{}])[-1]
     meta_path = encoder / "checkpoint.json"
     seconds = json.loads(meta_path.read_text()).get("pretrain_seconds") if meta_path.exists() else None
-    options = " ".join(config["args"].get("set", [])) or "(defaults)"
+    args = config["args"]
+    steps = [f"--steps {args['steps']}"] if args.get("steps") and "policy" not in config else []
+    options = " ".join(steps + list(args.get("set", []))) or "(defaults)"
     fs, r2 = probe["feature_std"], probe["r2"]
     rank_logged = f"{last['feat_effective_rank']:.1f}" if "feat_effective_rank" in last else "–"
     minutes = f"{seconds / 60:.1f}" if seconds else "–"

@@ -320,7 +320,7 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     assert table.returncode == 0, table.stderr[-2000:]
     report = json.loads((run / "probe.json").read_text())
     row = table.stdout.splitlines()[-1]
-    assert row.startswith("| afro-k1/fixture | `window=9 fdm_width=32 fdm_depth=1` |"), row
+    assert row.startswith("| afro-k1/fixture | `--steps 30 window=9 fdm_width=32 fdm_depth=1` |"), row
     assert f"{report['r2']['robot_state']:.3f}" in row and f"**{report['feature_std']['effective_rank']:.1f}**" in row
     ceiling = report["r2_from_true_state"]["inverse_dynamics"]
     assert f"| {report['r2']['inverse_dynamics']:.3f} [{ceiling:.3f}] |" in row, row

@@ -63,8 +63,10 @@ def test_demo_report_tables_match_the_outputs(demo_dir: Path):
     probe = json.loads((demo_dir / "encoders" / "afro" / "probe.json").read_text())
     (enc_row,) = table_rows(md, "encoder")
     assert enc_row[0] == "encoders/afro"
-    assert enc_row[1] == f"{probe['r2']['object_position']:.3f}" and enc_row[2] == f"{probe['r2']['robot_state']:.3f}"
-    assert enc_row[4] == f"{probe['feature_std']['dead_dims']} of 64"
+    # state probes, then the action probes (the demo's data has actions)
+    probes = ("object_position", "robot_state", "action", "inverse_dynamics")
+    assert enc_row[1:5] == [f"{probe['r2'][t]:.3f}" for t in probes], enc_row
+    assert enc_row[6] == f"{probe['feature_std']['dead_dims']} of 64"
 
     for figure in ("success", "training_loss", "pretraining_loss", "collapse_watch"):
         assert f"report_files/{figure}.png" in md

@@ -151,7 +151,8 @@ def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def probe_table(root: Path, probes: list[tuple[Path, dict]]) -> tuple[list[str], list[list[str]]]:
-    targets = sorted({t for _, p in probes for t in p["r2"]})
+    # state probes first, then the action probes (data without actions has none)
+    targets = sorted({t for _, p in probes for t in p["r2"]}, key=lambda t: (t in ("action", "inverse_dynamics"), t))
     header = ["encoder", *[f"R² {t}" for t in targets], "feature std (mean / min)", "dead dims", "effective rank"]
     body = []
     for path, p in probes:

@@ -35,6 +35,7 @@ from dynarep.errors import ConfigError
 from dynarep.runtime import provenance
 
 TARGETS = {"robot_state": ("state", slice(None)), "object_position": ("full_state", slice(4, 7))}
+ACTION_PROBES = ("action", "inverse_dynamics")  # the keys `action_probes` scores, after the state TARGETS
 
 
 @dataclass
@@ -92,13 +93,10 @@ def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
 def encoder_to_probe(directory: Path):
     """(encoder, point-cloud normalizer or None) of an exported encoder, or of the visual encoder
     inside a trained policy, normalised as that policy reads its clouds."""
-    from dynarep.training.export import load_encoder, load_policy
+    from dynarep.training.export import load_encoder, load_policy, policy_checkpoint_dir
 
-    directory = Path(directory)
-    meta_path = directory / "checkpoint.json"
-    is_policy = (directory / "policy").is_dir() or (meta_path.is_file() and
-                                                    json.loads(meta_path.read_text()).get("kind") == "policy")
-    if not is_policy:
+    meta_path = policy_checkpoint_dir(directory) / "checkpoint.json"
+    if not (meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "policy"):
         return load_encoder(directory)
     policy = load_policy(directory)
     return policy.obs_encoder.visual, (policy.normalizer if policy.cfg.normalize_point_cloud else None)
@@ -161,8 +159,8 @@ def action_probes(features: np.ndarray, actions: np.ndarray, lengths: np.ndarray
     now = np.flatnonzero(has_next)
     pairs = np.hstack([features[now], features[now + 1] - features[now]])
     tr, y = train[now], actions[now]
-    return {"action": ridge_r2(features[train], actions[train], features[~train], actions[~train], ridge),
-            "inverse_dynamics": ridge_r2(pairs[tr], y[tr], pairs[~tr], y[~tr], ridge)}
+    return dict(zip(ACTION_PROBES, (ridge_r2(features[train], actions[train], features[~train], actions[~train], ridge),
+                                    ridge_r2(pairs[tr], y[tr], pairs[~tr], y[~tr], ridge))))
 
 
 @torch.no_grad()

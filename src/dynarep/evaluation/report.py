@@ -151,8 +151,10 @@ def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def probe_table(root: Path, probes: list[tuple[Path, dict]]) -> tuple[list[str], list[list[str]]]:
+    from dynarep.evaluation.probes import ACTION_PROBES
+
     # state probes first, then the action probes (data without actions has none)
-    targets = sorted({t for _, p in probes for t in p["r2"]}, key=lambda t: (t in ("action", "inverse_dynamics"), t))
+    targets = sorted({t for _, p in probes for t in p["r2"]}, key=lambda t: (t in ACTION_PROBES, t))
     header = ["encoder", *[f"R² {t}" for t in targets], "feature std (mean / min)", "dead dims", "effective rank"]
     body = []
     for path, p in probes:

@@ -58,11 +58,15 @@ def load_policy(directory: Path, device: str | torch.device = "cpu") -> Policy:
     return load_policy_and_meta(directory, device)[0]
 
 
+def policy_checkpoint_dir(directory: Path) -> Path:
+    """The policy checkpoint of a `dynarep train` output (its `policy/` subdirectory), or `directory`."""
+    directory = Path(directory)
+    return directory / "policy" if (directory / "policy").is_dir() else directory
+
+
 def load_policy_and_meta(directory: Path, device: str | torch.device = "cpu") -> tuple[Policy, dict]:
     """The policy and its checkpoint metadata (training data, observation pipeline), read once."""
-    directory = Path(directory)
-    if (directory / "policy").is_dir():
-        directory = directory / "policy"
+    directory = policy_checkpoint_dir(directory)
     tensors, meta = load_checkpoint(directory)
     if meta.get("kind") != "policy":
         raise CheckpointError(f"{directory}: is a '{meta.get('kind')}' checkpoint, not a policy")

@@ -1,12 +1,15 @@
 """Aggregate `dynarep eval` results under a directory into the README's Markdown table.
 
-  python scripts/results_table.py [--task TASK] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
+  python scripts/results_table.py [--task TASK] [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 
 Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes); several DIRs give one
 table with a policy column (the directory name). For every policy and task:
 success over all episodes of all training seeds with a 95% bootstrap interval, the per-seed rates,
 the blind replay on the same configurations, DP3's periodic top-5 protocol where the run used
 `--eval-every` (labelled: it overstates), and the mean wall time of training and evaluation.
+With `--versus DIR`, a column with the success difference to that policy on the same episodes
+(paired by seed and configuration, hierarchical bootstrap over seeds then episodes; see
+`dynarep.evaluation.paired`), and the seeds both share.
 """
 
 from __future__ import annotations
@@ -18,25 +21,31 @@ from pathlib import Path
 
 import numpy as np
 
+from dynarep.errors import ConfigError
+from dynarep.evaluation.paired import paired_difference
 from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
 
 
-def main(roots: list[Path], task: str | None = None) -> None:
+def main(roots: list[Path], task: str | None = None, versus: Path | None = None) -> None:
+    if versus is not None and not versus.is_dir():
+        sys.exit(f"--versus {versus}: not a directory of runs (expected {versus}/<task>/seed<k>/eval.json)")
     rows = []
     for root in roots:
-        rows += table_rows(root, policy_column=len(roots) > 1, task=task)
+        rows += table_rows(root, policy_column=len(roots) > 1, task=task, versus=versus)
     policy = "policy | " if len(roots) > 1 else ""
+    difference = f" | Δ vs {versus.name} [95% CI] (seeds paired)" if versus else ""
     print(f"| {policy}task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] "
-          "| DP3 protocol (overstates) | train min/seed | eval min/seed |")
-    print("|---" * (10 + (len(roots) > 1)) + "|")
+          f"| DP3 protocol (overstates) | train min/seed | eval min/seed{difference} |")
+    print("|---" * (10 + (len(roots) > 1) + (versus is not None)) + "|")
     print("\n".join(rows))
 
 
-def table_rows(root: Path, policy_column: bool, task: str | None = None) -> list[str]:
+def table_rows(root: Path, policy_column: bool, task: str | None = None, versus: Path | None = None) -> list[str]:
     if not root.is_dir():
         sys.exit(f"{root}: not a directory of runs (expected {root}/<task>/seed<k>/eval.json)")
     rows = []
+    is_baseline = versus is not None and versus.resolve() == root.resolve()
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and task in (None, p.name)):
         evals = sorted(task_dir.glob("seed*/eval.json"))
         if not evals:
@@ -55,8 +64,24 @@ def table_rows(root: Path, policy_column: bool, task: str | None = None) -> list
             (f"| {root.name} " if policy_column else "") + f"| {task_dir.name} | {DIFFICULTY.get(task_dir.name, '?')} | {len(reports)} | {len(ours)} | "
             f"**{ours.mean():.2f}** [{lo:.2f}, {hi:.2f}] | {per_seed} | {blind.mean():.2f} [{blo:.2f}, {bhi:.2f}] | {dp3} | "
             f"{np.mean(train_s) / 60:.1f} | {np.mean([r['wall_seconds'] for r in reports]) / 60:.1f} |"
+            + ((" – |" if is_baseline else difference_cell(reports, versus / task_dir.name)) if versus else "")
         )
     return rows
+
+
+def difference_cell(reports: list[dict], baseline_task_dir: Path) -> str:
+    """' Δ [lo, hi] (seeds) |' against the baseline's runs of the same task; '–' where it has none."""
+    baseline = [json.loads(p.read_text()) for p in sorted(baseline_task_dir.glob("seed*/eval.json"))]
+    if not baseline:
+        return " – |"
+    ours = [o for r in reports for o in r["outcomes"]]
+    theirs = [o for b in baseline for o in b["outcomes"]]
+    try:
+        d = paired_difference(ours, theirs)
+    except ConfigError:  # evaluated on other configurations: nothing to pair
+        return " – |"
+    seeds = ",".join(map(str, d.seeds))
+    return f" {d.difference:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}] ({seeds}) |"
 
 
 if __name__ == "__main__":
@@ -64,5 +89,6 @@ if __name__ == "__main__":
     parser.add_argument("roots", nargs="*", type=Path, default=[Path("runs/baseline/dp3-cpu")],
                         help="directories of runs, one table row per policy and task")
     parser.add_argument("--task", help="keep only this task's rows")
+    parser.add_argument("--versus", type=Path, help="a directory of runs to compare every row with, episode by episode")
     a = parser.parse_args()
-    main(a.roots, a.task)
+    main(a.roots, a.task, a.versus)

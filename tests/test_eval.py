@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from dynarep.errors import ConfigError
+from dynarep.evaluation.paired import paired_difference
 from dynarep.evaluation.rollout import bootstrap_ci
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
@@ -76,6 +78,12 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     assert len(rows) == 2 and f"| button-press | easy | 2 | 4 | **{pooled:.2f}**" in rows[0], table.stdout
     missing = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
     assert missing.returncode != 0 and "not a directory of runs" in missing.stderr
+    # the same policy on the same configurations: paired difference exactly zero, seeds 0 and 1 paired
+    versus = subprocess.run([sys.executable, str(script), "--task", "button-press", "--versus", str(tmp_path / "dp3"),
+                             str(tmp_path / "dp3"), str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
+    assert versus.returncode == 0, versus.stderr
+    dp3_row, other_row = (r for r in versus.stdout.splitlines() if r.startswith(("| dp3", "| other")))
+    assert dp3_row.endswith("| – |") and other_row.endswith("| +0.00 [+0.00, +0.00] (0,1) |"), versus.stdout
 
 
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
@@ -148,7 +156,6 @@ def test_eval_with_onnxruntime_runs_real_episodes(tiny_policy, tmp_path):
 
 
 def test_unknown_or_misplaced_backend_is_refused(tiny_policy):
-    from dynarep.errors import ConfigError
     from dynarep.policies.onnx_denoiser import check_backend
 
     with pytest.raises(ConfigError, match="tensorrt"):
@@ -182,6 +189,45 @@ def test_bootstrap_interval_brackets_the_rate():
     lo, hi = bootstrap_ci(outcomes)
     assert lo < 0.65 < hi and 0.4 < lo and hi < 0.9
     assert bootstrap_ci(np.ones(10)) == (1.0, 1.0)
+
+
+def outcomes(successes: dict[int, list[int]], env_offset: int = 0) -> list[dict]:
+    """Eval-JSON outcomes: per seed, one episode per listed success on configurations 0, 1, ..."""
+    return [{"seed": s, "index": i, "env_seed": 1000 * s + i + env_offset, "success": bool(x)}
+            for s, xs in successes.items() for i, x in enumerate(xs)]
+
+
+def test_paired_difference_uses_the_pairing():
+    """A succeeds wherever B does and on 4 more of 40 configurations: every paired difference is 0 or
+    +1, so the interval cannot go below 0, although the two separate intervals overlap widely."""
+    a = outcomes({0: [1] * 30 + [0] * 10})
+    b = outcomes({0: [1] * 26 + [0] * 14})
+    d = paired_difference(a, b)
+    assert d.difference == pytest.approx(0.1) and d.pairs == 40 and d.seeds == (0,)
+    assert 0.0 <= d.ci95[0] < 0.1 < d.ci95[1] <= 0.25
+    assert bootstrap_ci(np.array([1] * 26 + [0] * 14))[1] > bootstrap_ci(np.array([1] * 30 + [0] * 10))[0]
+    same = paired_difference(a, a)
+    assert same.difference == 0 and same.ci95 == (0.0, 0.0)
+
+
+def test_paired_difference_resamples_training_seeds():
+    """Seed 0 favours A on every episode, seed 1 favours B: the mean is 0, and an interval that
+    resamples the seeds must span both extremes (resampling episodes alone would give [0, 0])."""
+    a = outcomes({0: [1] * 20, 1: [0] * 20})
+    b = outcomes({0: [0] * 20, 1: [1] * 20})
+    d = paired_difference(a, b)
+    assert d.difference == 0 and d.seeds == (0, 1) and d.ci95 == (-1.0, 1.0)
+
+
+def test_paired_difference_pairs_only_shared_configurations():
+    a = outcomes({0: [1, 0, 1], 1: [1, 1, 1]})
+    b = outcomes({0: [0, 0, 1]})  # seed 1 not evaluated for B: left out
+    d = paired_difference(a, b)
+    assert d.seeds == (0,) and d.pairs == 3 and d.difference == pytest.approx(1 / 3)
+    with pytest.raises(ConfigError, match="no episode in common"):
+        paired_difference(a, outcomes({0: [1, 0, 1]}, env_offset=500))
+    with pytest.raises(ConfigError, match="lacks \\['env_seed'\\]"):
+        paired_difference([{"seed": 0, "success": True}], b)
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

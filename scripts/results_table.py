@@ -9,7 +9,8 @@ the blind replay on the same configurations, DP3's periodic top-5 protocol where
 `--eval-every` (labelled: it overstates), and the mean wall time of training and evaluation.
 With `--versus DIR`, a column with the success difference to that policy on the same episodes
 (paired by seed and configuration, hierarchical bootstrap over seeds then episodes; see
-`dynarep.evaluation.paired`), and the seeds both share.
+`dynarep.evaluation.paired`), and the seeds both share. `--matrix` prints the same as one
+compact row per policy directory and one column per task: success, number of seeds (×k), Δ.
 """
 
 from __future__ import annotations
@@ -41,15 +42,41 @@ def main(roots: list[Path], task: str | None = None, versus: Path | None = None)
     print("\n".join(rows))
 
 
-def table_rows(root: Path, policy_column: bool, task: str | None = None, versus: Path | None = None) -> list[str]:
+def evaluated_tasks(root: Path, task: str | None = None) -> dict[Path, list[Path]]:
+    """Each task directory of ROOT that has evaluations, with its seed*/eval.json files."""
     if not root.is_dir():
         sys.exit(f"{root}: not a directory of runs (expected {root}/<task>/seed<k>/eval.json)")
+    found = {d: sorted(d.glob("seed*/eval.json")) for d in sorted(root.iterdir()) if d.is_dir() and task in (None, d.name)}
+    return {d: evals for d, evals in found.items() if evals}
+
+
+def matrix(roots: list[Path], versus: Path | None = None) -> None:
+    """One row per policy directory, one column per task (by difficulty): pooled success, seeds, and
+    with --versus the paired difference to that baseline."""
+    cells = {root: {d.name: evals for d, evals in evaluated_tasks(root).items()} for root in roots}
+    order = list(dict.fromkeys(DIFFICULTY.values()))
+    tasks = sorted({t for c in cells.values() for t in c}, key=lambda t: (order.index(DIFFICULTY.get(t, "very_hard")), t))
+    print("| policy | " + " | ".join(f"{t} ({DIFFICULTY.get(t, '?')})" for t in tasks) + " |")
+    print("|---" * (len(tasks) + 1) + "|")
+    for root in roots:
+        row = []
+        for t in tasks:
+            if t not in cells[root]:
+                row.append("")
+                continue
+            reports = [json.loads(p.read_text()) for p in cells[root][t]]
+            rate = np.mean([o["success"] for r in reports for o in r["outcomes"]])
+            cell = f"**{rate:.2f}** ×{len(reports)}"
+            if versus is not None and versus.resolve() != root.resolve():
+                cell += "; Δ" + difference_cell(reports, versus / t).rstrip(" |")
+            row.append(cell)
+        print(f"| {root.name} | " + " | ".join(row) + " |")
+
+
+def table_rows(root: Path, policy_column: bool, task: str | None = None, versus: Path | None = None) -> list[str]:
     rows = []
     is_baseline = versus is not None and versus.resolve() == root.resolve()
-    for task_dir in sorted(p for p in root.iterdir() if p.is_dir() and task in (None, p.name)):
-        evals = sorted(task_dir.glob("seed*/eval.json"))
-        if not evals:
-            continue
+    for task_dir, evals in evaluated_tasks(root, task).items():
         reports = [json.loads(p.read_text()) for p in evals]
         ours = np.concatenate([[o["success"] for o in r["outcomes"]] for r in reports]).astype(float)
         blind = np.concatenate([[o["success"] for o in r["blind_replay"]["outcomes"]] for r in reports]).astype(float)
@@ -90,5 +117,9 @@ if __name__ == "__main__":
                         help="directories of runs, one table row per policy and task")
     parser.add_argument("--task", help="keep only this task's rows")
     parser.add_argument("--versus", type=Path, help="a directory of runs to compare every row with, episode by episode")
+    parser.add_argument("--matrix", action="store_true", help="one compact row per policy, one column per task")
     a = parser.parse_args()
-    main(a.roots, a.task, a.versus)
+    if a.matrix:
+        matrix(a.roots, a.versus)
+    else:
+        main(a.roots, a.task, a.versus)

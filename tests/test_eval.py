@@ -84,6 +84,13 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     assert versus.returncode == 0, versus.stderr
     dp3_row, other_row = (r for r in versus.stdout.splitlines() if r.startswith(("| dp3", "| other")))
     assert dp3_row.endswith("| – |") and other_row.endswith("| +0.00 [+0.00, +0.00] (0,1) |"), versus.stdout
+    compact = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(tmp_path / "dp3"),
+                              str(tmp_path / "dp3"), str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
+    assert compact.returncode == 0, compact.stderr
+    header, _, dp3_row, other_row = compact.stdout.splitlines()
+    assert header == "| policy | button-press (easy) |"  # drawer-open has no evaluation: no column
+    assert dp3_row == f"| dp3 | **{pooled:.2f}** ×2 |"
+    assert other_row == f"| other | **{pooled:.2f}** ×2; Δ +0.00 [+0.00, +0.00] (0,1) |"
 
 
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dynarep.evaluation.report import success_rows
+from dynarep.evaluation.report import success_rows, success_table
 from dynarep.runtime import find_jemalloc
 
 DR = [sys.executable, "-m", "dynarep.cli"]
@@ -136,9 +136,17 @@ def test_success_rows_pool_seeds_and_deduplicate_the_blind_replay(tmp_path: Path
     evals = [(tmp_path / "policies" / "dp3" / "seed0" / "eval.json", report(0, [1, 1, 0, 0], [1, 0, 0, 0])),
              (tmp_path / "policies" / "dp3" / "seed1" / "eval.json", report(1, [1, 1, 1, 1], [0, 0, 0, 0])),
              (tmp_path / "policies" / "afro" / "seed0" / "eval.json", report(0, [0, 0, 0, 1], [1, 0, 0, 0]))]
-    rows = {r["policy"]: r for r in success_rows(tmp_path, evals)}
+    rows = {r["policy"]: r for r in success_rows(tmp_path, evals, versus="dp3")}
     assert rows["dp3"]["success"] == 0.75 and rows["dp3"]["episodes"] == 8 and rows["dp3"]["seeds"] == [0, 1]
     assert rows["dp3"]["lo"] < 0.75 < rows["dp3"]["hi"]
     assert rows["afro"]["success"] == 0.25
     blind = rows["blind replay (no observation)"]
     assert blind["episodes"] == 8 and blind["success"] == 1 / 8  # seed 0's configurations counted once
+    # paired on the configurations both ran: afro shares only seed 0 with dp3 (0.25 - 0.5)
+    assert rows["afro"]["vs_reference"].difference == -0.25 and rows["afro"]["vs_reference"].seeds == (0,)
+    assert rows["dp3"]["vs_reference"] is None  # the reference itself
+    assert rows["dp3"]["vs_blind"].difference == 0.75 - 1 / 8 and rows["dp3"]["vs_blind"].pairs == 8
+    assert rows["afro"]["vs_blind"].difference == 0.0
+    header, body = success_table(list(rows.values()))
+    assert header[-2:] == ["Δ vs blind replay [95% CI]", "Δ vs dp3 [95% CI]"]
+    assert body[1][-1].startswith("-0.25 [") and body[0][-1] == "–"

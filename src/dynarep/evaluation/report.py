@@ -4,7 +4,9 @@
 What it reads (anything else is ignored):
   */eval.json-like files   (`dynarep eval`: success_rate, ci95, outcomes) -> the success table;
                            policies evaluated with several seeds (sibling `seed<k>` directories)
-                           are pooled into one row, the blind replay gets a row per task
+                           are pooled into one row, the blind replay gets a row per task; beside
+                           each policy, its paired difference to the blind replay and to the
+                           `--versus` policy on the same configurations (`dynarep.evaluation.paired`)
   */config.json + log.jsonl  training (`policy` key) and pre-training (`objective` key) curves,
                            and the feature-collapse watch logged during pre-training
   */probe.json-like files  (`dynarep probe`: r2, feature_std, pca image and points)
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from dynarep.errors import DataError
+from dynarep.errors import ConfigError, DataError
 
 SEED_DIR = re.compile(r"^seed\d+$")
 
@@ -41,6 +43,9 @@ class ReportArgs:
     """Rollout GIFs shown per policy (successes and failures)."""
     interactive: bool = True
     """Add an interactive 3D view of the PCA-coloured cloud when plotly is installed."""
+    versus: str = "dp3"
+    """Policy to compare every other policy of the same task with, episode by episode (its label,
+    or the label's first part, e.g. `dp3-cpu` for `dp3-cpu/pick-place`); no column when absent."""
 
 
 @dataclass
@@ -113,8 +118,11 @@ def bootstrap(outcomes: list[bool]) -> tuple[float, float, float]:
     return float(arr.mean()), lo, hi
 
 
-def success_rows(root: Path, evals: list[tuple[Path, dict]]) -> list[dict]:
-    """Policies pooled over their seeds, then one blind-replay row per task (deduplicated configurations)."""
+def success_rows(root: Path, evals: list[tuple[Path, dict]], versus: str | None = None) -> list[dict]:
+    """Policies pooled over their seeds, then one blind-replay row per task (deduplicated configurations).
+
+    Each policy row also gets `vs_blind` and, when a policy of its task is labelled `versus` (or
+    starts with `versus/`), `vs_reference`: paired differences on the configurations both ran."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for path, rep in evals:
         groups.setdefault((run_label(root, path.parent), rep["task"]), []).append(rep)
@@ -126,16 +134,47 @@ def success_rows(root: Path, evals: list[tuple[Path, dict]]) -> list[dict]:
         seeds = sorted({s for r in reps for s in r.get("seeds", [])})
         per_seed = {k: v for r in reps for k, v in r.get("per_seed", {}).items()}
         rows.append({"policy": label, "task": task, "success": mean, "lo": lo, "hi": hi, "episodes": len(outcomes),
-                     "seeds": seeds, "per_seed": per_seed, "protocol": reps[0]["protocol"], "blind": False})
+                     "seeds": seeds, "per_seed": per_seed, "protocol": reps[0]["protocol"], "blind": False,
+                     "outcomes": [o for r in reps for o in r["outcomes"]]})
         for r in reps:
             for o in r.get("blind_replay", {}).get("outcomes", []):
-                blind.setdefault(task, {})[o["env_seed"]] = o["success"]
-    for task, by_seed in blind.items():
-        mean, lo, hi = bootstrap(list(by_seed.values()))
+                blind.setdefault(task, {})[(o["seed"], o["env_seed"])] = o
+    for r in rows:  # the blind replay depends on the configuration only, so any policy's run of it pairs
+        r["vs_blind"] = paired_or_none(r["outcomes"], list(blind.get(r["task"], {}).values()))
+    add_reference_differences(rows, versus)
+    for task, by_config in blind.items():
+        mean, lo, hi = bootstrap([o["success"] for o in by_config.values()])
         rows.append({"policy": "blind replay (no observation)", "task": task, "success": mean, "lo": lo, "hi": hi,
-                     "episodes": len(by_seed), "seeds": [], "per_seed": {},
+                     "episodes": len(by_config), "seeds": [], "per_seed": {},
                      "protocol": "mean demonstration actions, open loop, same configurations", "blind": True})
     return sorted(rows, key=lambda r: (r["task"], r["blind"], -r["success"]))
+
+
+def paired_or_none(a: list[dict], b: list[dict]):
+    from dynarep.evaluation.paired import paired_difference
+
+    try:
+        return paired_difference(a, b) if a and b else None
+    except ConfigError:  # no configuration in common: nothing to pair
+        return None
+
+
+def add_reference_differences(rows: list[dict], versus: str | None) -> None:
+    """Set each policy row's `vs_reference` to its paired difference to the task's `versus` policy."""
+    if not versus:
+        return
+    references = {r["task"]: r for r in rows if versus in (r["policy"], r["policy"].split("/")[0])}
+    for r in rows:
+        ref = references.get(r["task"])
+        r["vs_reference"] = (None if ref is None or ref is r
+                             else paired_or_none(r["outcomes"], ref["outcomes"]))
+        r["reference"] = ref["policy"] if ref is not None else None
+
+
+def format_difference(d) -> str:
+    if d is None:
+        return "–"
+    return f"{d.difference:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]"
 
 
 def format_rate(row: dict) -> str:
@@ -143,10 +182,14 @@ def format_rate(row: dict) -> str:
 
 
 def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["policy", "task", "success [95% CI]", "per seed", "episodes", "seeds"]
+    header = ["policy", "task", "success [95% CI]", "per seed", "episodes", "seeds", "Δ vs blind replay [95% CI]"]
+    references = sorted({r["reference"] for r in rows if r.get("reference")})
+    if references:
+        header.append(f"Δ vs {', '.join(references)} [95% CI]")
     body = [[r["policy"], r["task"], format_rate(r),
              ", ".join(f"{k}: {v:.2f}" for k, v in sorted(r["per_seed"].items())) or "–", str(r["episodes"]),
-             ", ".join(map(str, r["seeds"])) or "same configurations"] for r in rows]
+             ", ".join(map(str, r["seeds"])) or "same configurations", format_difference(r.get("vs_blind"))]
+            + ([format_difference(r.get("vs_reference"))] if references else []) for r in rows]
     return header, body
 
 
@@ -338,7 +381,7 @@ def build(args: ReportArgs) -> dict:
     if not (found.evals or found.trainings or found.pretrainings or found.probes):
         raise DataError(f"{root}: found no train, pretrain, eval or probe outputs (config.json, eval or probe JSON) under it")
     files = root / "report_files"
-    rows = success_rows(root, found.evals)
+    rows = success_rows(root, found.evals, args.versus)
     train_runs = [(run_label(root, d), log) for d, _, log in found.trainings]
     pre_runs = [(run_label(root, d), log) for d, _, log in found.pretrainings]
     figures = {
@@ -367,6 +410,9 @@ def build(args: ReportArgs) -> dict:
     }
 
 
+INTERVALS = ("Intervals are 95% bootstrap intervals over episodes. A Δ is the paired difference in success on "
+             "the configurations both rolled out (resampling training seeds, then episodes).")
+
 FIGURE_TITLES = {"success": "Closed-loop success", "training": "Policy training", "pretraining": "Pre-training",
                  "collapse": "Feature-collapse watch", "rank": "Effective rank of the features"}
 
@@ -376,7 +422,7 @@ def render_markdown(r: dict) -> str:
     out = [f"# {r['title']}", ""]
     if r["rows"]:
         out += ["## Success", "", markdown_table(*r["success_table"]), "",
-                f"Protocol: {r['rows'][0]['protocol']}. Intervals are 95% bootstrap intervals over episodes.", ""]
+                f"Protocol: {r['rows'][0]['protocol']}. {INTERVALS}", ""]
     if r["dp3_table"][1]:
         out += ["DP3's protocol (mean of the 5 best periodic evaluations; it selects on the evaluation "
                 "set and overstates; for comparison with papers only):", "", markdown_table(*r["dp3_table"]), ""]
@@ -407,7 +453,7 @@ def render_html(r: dict) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(files("dynarep.evaluation").joinpath("report.html.j2").read_text())
     return template.render(
-        r=r, figure_titles=FIGURE_TITLES, data_uri=data_uri,
+        r=r, figure_titles=FIGURE_TITLES, data_uri=data_uri, intervals=INTERVALS,
         total_minutes=f"{sum(r['timings'].values()) / 60:.1f}" if r["timings"] else None,
     )
 

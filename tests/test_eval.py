@@ -50,6 +50,9 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     assert not demo_seeds & {o["env_seed"] for o in r["outcomes"]}
     b = r["blind_replay"]
     assert b["episodes"] == 4 and [o["env_seed"] for o in b["outcomes"]] == [o["env_seed"] for o in r["outcomes"]]
+    earns = r["over_blind_replay"]
+    assert earns["difference"] == pytest.approx(r["success_rate"] - b["success_rate"]) and earns["pairs"] == 4
+    assert earns["ci95"][0] <= earns["difference"] <= earns["ci95"][1] and "observation earns" in proc.stdout
     assert r["gifs"] and (tmp_path / r["gifs"][0]).stat().st_size > 1000
     split = r["time_split_seconds"]
     assert set(split) == {"simulation", "rendering", "point_cloud", "policy"} and min(split.values()) > 0

@@ -325,6 +325,7 @@ def evaluate(args: EvalArgs) -> dict:
     report["trained_on"] = meta.get("data")
     if blind:
         report["blind_replay"] = summarise(blind, args, task, "mean demonstration actions, open loop, same configurations")
+        report["over_blind_replay"] = what_observation_earns(report)
     report["gifs"] = save_gifs(gifs, Path(args.out))
     report["wall_seconds"] = round(time.time() - start, 1)
     total = {k: float(sum(r.timing.get(k, 0.0) for r in results)) for k in (*TIME_SPLIT, "policy")}
@@ -360,11 +361,23 @@ def save_gifs(gifs: list[tuple[bool, list]], out: Path) -> list[str]:
     return paths
 
 
+def what_observation_earns(report: dict) -> dict:
+    """The policy's success minus the blind replay's, paired on the same configurations."""
+    from dynarep.evaluation.paired import paired_difference
+
+    d = paired_difference(report["outcomes"], report["blind_replay"]["outcomes"])
+    return {"difference": d.difference, "ci95": list(d.ci95), "pairs": d.pairs,
+            "how": "paired by configuration; bootstrap over evaluation seeds, then episodes"}
+
+
 def format_result(report: dict) -> str:
     line = (f"{report['task']}: success {report['success_rate']:.2f} "
             f"[{report['ci95'][0]:.2f}, {report['ci95'][1]:.2f}] over {report['episodes']} episodes")
     if "blind_replay" in report:
         b = report["blind_replay"]
         line += f"; blind replay {b['success_rate']:.2f} [{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]"
+    if "over_blind_replay" in report:
+        d = report["over_blind_replay"]
+        line += f"; the observation earns {d['difference']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}] (paired)"
     return line
 

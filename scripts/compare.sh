@@ -7,6 +7,9 @@
 #        | ENCODER[-multi]-frozen-std                frozen, features standardised per dimension
 #                                                   (`dynarep train --standardize-features`)
 #        | probe:ENCODER                            pre-train and probe only (no policy)
+#        | dp3-frozen                               control: the encoder DP3 learned end to end for this
+#                                                   task and seed, frozen under a new state MLP and UNet
+#                                                   (what AFRO's transfer protocol costs by itself)
 # ENCODER: a method (random, dynamo3d, afro), then options joined by "-", e.g. afro-mse, afro-copy-det:
 #   Table 5's ablations: det (deterministic FDM), pair (raw pair instead of the difference), noic (no
 #   inverse consistency), mse (MSE instead of VICReg), act64, act128 (latent action size), k1, k16
@@ -52,6 +55,11 @@ pretrain_options() {  # `dynarep pretrain` options of an encoder name: method fi
 
 encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it; print its directory
   local name=$1 scope=$2 out=$root/encoders/$1/$2
+  if [ "$name" = dp3 ]; then  # DP3's own encoder, trained end to end with the same seed's policy
+    out=$root/dp3-cpu/$task/seed$seed
+    [ -f "$out/eval.json" ] || NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" >&2
+    echo "$out"; return
+  fi
   local options; options=$(pretrain_options "$name")
   if [ ! -f "$out/model.safetensors" ]; then
     local data=()

@@ -158,16 +158,31 @@ def test_cached_film_tables_give_the_same_denoiser_output():
         torch.testing.assert_close(direct, cached, rtol=1e-4, atol=1e-5)  # batched vs single matmuls round differently
 
 
+def test_a_trained_policys_encoder_transfers_frozen(trained, tmp_path):
+    """`dynarep train --encoder RUN --freeze` with a policy run: the new policy starts from, and keeps,
+    that policy's visual encoder and its point-cloud normalisation; state MLP and UNet train anew."""
+    source = load_policy(trained)
+    frozen = load_policy(train_policy(tiny_args(tmp_path / "control", steps=5, encoder=trained, freeze=True)))
+    for key, value in source.obs_encoder.visual.state_dict().items():
+        torch.testing.assert_close(frozen.obs_encoder.visual.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    for key in ("point_cloud.scale", "point_cloud.offset"):
+        torch.testing.assert_close(frozen.normalizer.state_dict()[key], source.normalizer.state_dict()[key])
+    assert any(not torch.equal(v, source.state_dict()[k]) for k, v in frozen.state_dict().items() if "visual" not in k)
+    meta = json.loads((tmp_path / "control" / "policy" / "checkpoint.json").read_text())
+    assert meta["encoder"] == str(trained) and meta["encoder_mode"] == "frozen"
+
+
 def test_probe_reads_the_encoder_inside_a_trained_policy(trained, tmp_path):
     """`dynarep probe --encoder RUN` on a policy run probes its visual encoder as the policy reads clouds."""
     from dynarep.data.store import ZarrDataset
-    from dynarep.evaluation.probes import ProbeArgs, encode_dataset, encoder_to_probe, probe
+    from dynarep.evaluation.probes import ProbeArgs, encode_dataset, probe
+    from dynarep.training.export import load_encoder
 
     policy = load_policy(trained).eval()
     clouds = ZarrDataset.open(FIXTURE).read("point_cloud")[:16].astype(np.float32)
     with torch.no_grad():
         expected = policy.obs_encoder.visual({"point_cloud": policy.normalize_clouds(torch.from_numpy(clouds))})
-    encoder, normalizer = encoder_to_probe(trained)
+    encoder, normalizer = load_encoder(trained)
     torch.testing.assert_close(torch.from_numpy(encode_dataset(encoder.eval(), normalizer, clouds)), expected)
     report = probe(ProbeArgs(encoder=trained, data=FIXTURE, out=tmp_path / "probe.json", val_ratio=0.5))
     stats = report["feature_std"]

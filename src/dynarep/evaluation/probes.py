@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,20 +89,10 @@ def ridge_r2(x_train, y_train, x_val, y_val, ridge: float) -> float:
     return float(np.mean(1 - ss_res / ss_tot))
 
 
-def encoder_to_probe(directory: Path):
-    """(encoder, point-cloud normalizer or None) of an exported encoder, or of the visual encoder
-    inside a trained policy, normalised as that policy reads its clouds."""
-    from dynarep.training.export import load_encoder, load_policy, policy_checkpoint_dir
-
-    meta_path = policy_checkpoint_dir(directory) / "checkpoint.json"
-    if not (meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "policy"):
-        return load_encoder(directory)
-    policy = load_policy(directory)
-    return policy.obs_encoder.visual, (policy.normalizer if policy.cfg.normalize_point_cloud else None)
-
-
 def probe(args: ProbeArgs) -> dict:
-    encoder, normalizer = encoder_to_probe(args.encoder)
+    from dynarep.training.export import load_encoder
+
+    encoder, normalizer = load_encoder(args.encoder)
     encoder.eval()
     ds = ZarrDataset.open(args.data)
     if ds.n_episodes < 2:

@@ -3,6 +3,7 @@ safetensors + JSON, and loading them back with errors that name what does not fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -22,10 +23,20 @@ ENCODER_WEIGHTS, ENCODER_META = "model.safetensors", "checkpoint.json"
 
 
 def read_encoder_config(directory: Path) -> EncoderConfig:
+    """The config of an exported encoder, or of the visual encoder of a trained policy."""
+    if is_policy_run(directory):
+        _, meta = load_checkpoint(policy_checkpoint_dir(directory))
+        return from_dict(EncoderConfig, meta["policy"]["encoder"], where=f"{directory}/policy/checkpoint.json:policy.encoder")
     _, meta = load_checkpoint(directory)
     if meta.get("kind") != "encoder":
-        raise CheckpointError(f"{directory}: is a '{meta.get('kind')}' checkpoint, not an exported encoder")
+        raise CheckpointError(f"{directory}: is a '{meta.get('kind')}' checkpoint, not an exported encoder or a policy")
     return from_dict(EncoderConfig, meta["encoder"], where=f"{directory}/checkpoint.json:encoder")
+
+
+def is_policy_run(directory: Path) -> bool:
+    """Whether DIRECTORY is a `dynarep train` output (or its policy/ checkpoint) rather than an encoder."""
+    meta_path = policy_checkpoint_dir(directory) / ENCODER_META
+    return meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "policy"
 
 
 def save_encoder(directory: Path, encoder: torch.nn.Module, cfg: EncoderConfig, normalizer: MinMaxNormalizer | None,
@@ -38,7 +49,17 @@ def save_encoder(directory: Path, encoder: torch.nn.Module, cfg: EncoderConfig, 
 
 
 def load_encoder(directory: Path):
-    """(encoder module, its point-cloud normalizer or None) from an exported encoder directory."""
+    """(encoder module, its point-cloud normalizer or None) from an exported encoder directory.
+
+    A `dynarep train` output gives the visual encoder of its policy, with the point-cloud
+    normalisation that policy reads its clouds with: a policy's end-to-end encoder transfers (and
+    is probed) like a pre-trained one, e.g. as the frozen-encoder control of what the transfer
+    protocol itself costs."""
+    if is_policy_run(directory):
+        policy = load_policy(directory)
+        clouds = {k: v for k, v in policy.normalizer.state_dict().items() if k.startswith("point_cloud.")}
+        return policy.obs_encoder.visual, (MinMaxNormalizer.from_state_dict(clouds)
+                                           if policy.cfg.normalize_point_cloud and clouds else None)
     tensors, meta = load_checkpoint(directory)
     cfg = read_encoder_config(directory)
     encoder = build_encoder(cfg)

@@ -60,7 +60,8 @@ class TrainPolicyArgs:
     preset: str = "cpu"
     """paper (published sizes, for a GPU) or cpu (minutes on two cores)."""
     encoder: Path | None = None
-    """A pre-trained encoder directory (from `dynarep pretrain`)."""
+    """A pre-trained encoder directory (from `dynarep pretrain`), or a `dynarep train` output whose
+    policy's visual encoder to transfer (e.g. DP3's end-to-end encoder, frozen, as a control)."""
     freeze: bool = False
     """Keep the pre-trained encoder fixed (AFRO's protocol)."""
     finetune: bool = False

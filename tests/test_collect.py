@@ -168,12 +168,34 @@ def test_every_command_has_help():
         assert "usage" in proc.stdout.lower()
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(3600)
-def test_every_metaworld_task_collects(tmp_path):
-    """All 50 tasks: one expert episode each, at tiny sizes (minutes on two idle cores)."""
-    out = tmp_path / "all.zarr"
+@pytest.fixture(scope="module")
+def every_task_store(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mt50") / "all.zarr"
     dynarep("collect", "--task", "all", "--episodes", "1", "--out", str(out), "--workers", "2",
             "--max-steps", "500", "--image-size", "16", "--point-render-size", "128", "--num-points", "64")
-    ds = ZarrDataset.open(out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_every_metaworld_task_collects(every_task_store):
+    """All 50 tasks: one expert episode each, at tiny sizes (minutes on two idle cores)."""
+    ds = ZarrDataset.open(every_task_store)
     assert ds.n_episodes == 50 and len(set(ds.tasks)) == 50
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_every_metaworld_task_trains_and_evaluates(every_task_store, tmp_path):
+    """PROTOCOL.md: every task must collect, train and evaluate. One tiny multi-task policy on the
+    50-task store, then a short closed-loop episode of each task with its blind replay."""
+    from dynarep.evaluation.rollout import EvalArgs, evaluate
+    from dynarep.training.train_policy import TrainPolicyArgs, train_policy
+
+    run = train_policy(TrainPolicyArgs(data=(every_task_store,), out=tmp_path / "policy", steps=3, down_dims=(16, 32),
+                                       batch_size=8, val_ratio=0.0, device="cpu"))
+    tasks = sorted(set(ZarrDataset.open(every_task_store).tasks))
+    for task in tasks:
+        r = evaluate(EvalArgs(policy=run, task=task, episodes=1, max_steps=3, out=tmp_path / f"{task}.json"))
+        assert r["task"] == task and r["episodes"] == 1 and r["outcomes"][0]["length"] <= 3, task
+        assert r["blind_replay"]["episodes"] == 1, task

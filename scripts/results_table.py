@@ -10,7 +10,8 @@ the blind replay on the same configurations, DP3's periodic top-5 protocol where
 With `--versus DIR`, a column with the success difference to that policy on the same episodes
 (paired by seed and configuration, hierarchical bootstrap over seeds then episodes; see
 `dynarep.evaluation.paired`), and the seeds both share. `--matrix` prints the same as one
-compact row per policy directory and one column per task: success, number of seeds (×k), Δ.
+compact row per policy directory and one column per task that at least two of them ran: success,
+number of seeds (×k), Δ.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +57,10 @@ def matrix(roots: list[Path], versus: Path | None = None) -> None:
     with --versus the paired difference to that baseline."""
     cells = {root: {d.name: evals for d, evals in evaluated_tasks(root).items()} for root in roots}
     order = list(dict.fromkeys(DIFFICULTY.values()))
-    tasks = sorted({t for c in cells.values() for t in c}, key=lambda t: (order.index(DIFFICULTY.get(t, "very_hard")), t))
+    # with several policies, only the tasks that at least two of them ran: a comparison needs both sides
+    counts = Counter(t for c in cells.values() for t in c)
+    tasks = sorted((t for t, n in counts.items() if n >= min(2, len(roots))),
+                   key=lambda t: (order.index(DIFFICULTY.get(t, "very_hard")), t))
     print("| policy | " + " | ".join(f"{t} ({DIFFICULTY.get(t, '?')})" for t in tasks) + " |")
     print("|---" * (len(tasks) + 1) + "|")
     for root in roots:

@@ -19,7 +19,7 @@ from dynarep.models.encoders import EncoderConfig, PointNetEncoder, build_encode
 from dynarep.models.unet1d import ConditionalUnet1D
 from dynarep.policies.base import PolicyConfig, build_policy
 from dynarep.training.checkpoint import CheckpointError, load_checkpoint
-from dynarep.training.export import load_policy
+from dynarep.training.export import load_encoder, load_policy
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
@@ -139,6 +139,9 @@ def test_bad_checkpoints_fail_clearly(trained, tmp_path):
     (wrong / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"has shape .* but the model expects"):
         load_policy(wrong)
+    (wrong / "checkpoint.json").write_text('{"kind": "policy", ')  # cut short, as by a full disk
+    with pytest.raises(CheckpointError, match="checkpoint.json: not valid JSON"):
+        load_encoder(wrong)  # --encoder RUN must say which file is broken, not raise a JSON traceback
 
 
 def test_policy_config_rejects_impossible_windows():
@@ -176,7 +179,6 @@ def test_probe_reads_the_encoder_inside_a_trained_policy(trained, tmp_path):
     """`dynarep probe --encoder RUN` on a policy run probes its visual encoder as the policy reads clouds."""
     from dynarep.data.store import ZarrDataset
     from dynarep.evaluation.probes import ProbeArgs, encode_dataset, probe
-    from dynarep.training.export import load_encoder
 
     policy = load_policy(trained).eval()
     clouds = ZarrDataset.open(FIXTURE).read("point_cloud")[:16].astype(np.float32)

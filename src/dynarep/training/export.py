@@ -36,7 +36,12 @@ def read_encoder_config(directory: Path) -> EncoderConfig:
 def is_policy_run(directory: Path) -> bool:
     """Whether DIRECTORY is a `dynarep train` output (or its policy/ checkpoint) rather than an encoder."""
     meta_path = policy_checkpoint_dir(directory) / ENCODER_META
-    return meta_path.is_file() and json.loads(meta_path.read_text()).get("kind") == "policy"
+    if not meta_path.is_file():
+        return False
+    try:
+        return json.loads(meta_path.read_text()).get("kind") == "policy"
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
 def save_encoder(directory: Path, encoder: torch.nn.Module, cfg: EncoderConfig, normalizer: MinMaxNormalizer | None,

@@ -31,8 +31,6 @@ from dynarep.sim.tasks import DIFFICULTY
 
 
 def main(roots: list[Path], task: str | None = None, versus: Path | None = None) -> None:
-    if versus is not None and not versus.is_dir():
-        sys.exit(f"--versus {versus}: not a directory of runs (expected {versus}/<task>/seed<k>/eval.json)")
     rows = []
     for root in roots:
         rows += table_rows(root, policy_column=len(roots) > 1, task=task, versus=versus)
@@ -124,6 +122,8 @@ if __name__ == "__main__":
     parser.add_argument("--versus", type=Path, help="a directory of runs to compare every row with, episode by episode")
     parser.add_argument("--matrix", action="store_true", help="one compact row per policy, one column per task")
     a = parser.parse_args()
+    if a.versus is not None and not a.versus.is_dir():
+        sys.exit(f"--versus {a.versus}: not a directory of runs (expected {a.versus}/<task>/seed<k>/eval.json)")
     if a.matrix:
         matrix(a.roots, a.versus)
     else:

@@ -183,7 +183,8 @@ def format_rate(row: dict) -> str:
 
 def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["policy", "task", "success [95% CI]", "per seed", "episodes", "seeds", "Δ vs blind replay [95% CI]"]
-    references = sorted({r["reference"] for r in rows if r.get("reference")})
+    # one name per reference policy (`dp3-cpu`, not each of its `dp3-cpu/<task>` rows)
+    references = sorted({r["reference"].split("/")[0] for r in rows if r.get("reference")})
     if references:
         header.append(f"Δ vs {', '.join(references)} [95% CI]")
     body = [[r["policy"], r["task"], format_rate(r),

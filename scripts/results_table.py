@@ -17,6 +17,7 @@ number of seeds (×k), Δ.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections import Counter
@@ -24,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynarep.errors import ConfigError
-from dynarep.evaluation.paired import paired_difference
+from dynarep.evaluation.paired import paired_difference_if_any
 from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
 
@@ -67,20 +67,19 @@ def matrix(roots: list[Path], versus: Path | None = None) -> None:
             if t not in cells[root]:
                 row.append("")
                 continue
-            reports = [json.loads(p.read_text()) for p in cells[root][t]]
+            reports = reports_of(root / t)
             rate = np.mean([o["success"] for r in reports for o in r["outcomes"]])
             cell = f"**{rate:.2f}** ×{len(reports)}"
             if versus is not None and versus.resolve() != root.resolve():
-                cell += "; Δ" + difference_cell(reports, versus / t).rstrip(" |")
+                cell += "; Δ" + difference_cell(root / t, versus).rstrip(" |")
             row.append(cell)
         print(f"| {root.name} | " + " | ".join(row) + " |")
 
 
 def table_rows(root: Path, policy_column: bool, task: str | None = None, versus: Path | None = None) -> list[str]:
     rows = []
-    is_baseline = versus is not None and versus.resolve() == root.resolve()
     for task_dir, evals in evaluated_tasks(root, task).items():
-        reports = [json.loads(p.read_text()) for p in evals]
+        reports = reports_of(task_dir)
         ours = np.concatenate([[o["success"] for o in r["outcomes"]] for r in reports]).astype(float)
         blind = np.concatenate([[o["success"] for o in r["blind_replay"]["outcomes"]] for r in reports]).astype(float)
         train_s = [json.loads((p.parent / "policy" / "checkpoint.json").read_text())["train_seconds"] for p in evals]
@@ -94,24 +93,25 @@ def table_rows(root: Path, policy_column: bool, task: str | None = None, versus:
             (f"| {root.name} " if policy_column else "") + f"| {task_dir.name} | {DIFFICULTY.get(task_dir.name, '?')} | {len(reports)} | {len(ours)} | "
             f"**{ours.mean():.2f}** [{lo:.2f}, {hi:.2f}] | {per_seed} | {blind.mean():.2f} [{blo:.2f}, {bhi:.2f}] | {dp3} | "
             f"{np.mean(train_s) / 60:.1f} | {np.mean([r['wall_seconds'] for r in reports]) / 60:.1f} |"
-            + ((" – |" if is_baseline else difference_cell(reports, versus / task_dir.name)) if versus else "")
+            + (difference_cell(task_dir, versus) if versus else "")
         )
     return rows
 
 
-def difference_cell(reports: list[dict], baseline_task_dir: Path) -> str:
-    """' Δ [lo, hi] (seeds) |' against the baseline's runs of the same task; '–' where it has none."""
-    baseline = [json.loads(p.read_text()) for p in sorted(baseline_task_dir.glob("seed*/eval.json"))]
-    if not baseline:
+def difference_cell(task_dir: Path, versus: Path) -> str:
+    """' Δ [lo, hi] (seeds) |' of TASK_DIR's runs against VERSUS's runs of the same task; '–' for the
+    baseline itself, or where the two share no configuration."""
+    if task_dir.parent.resolve() == versus.resolve():
         return " – |"
-    ours = [o for r in reports for o in r["outcomes"]]
-    theirs = [o for b in baseline for o in b["outcomes"]]
-    try:
-        d = paired_difference(ours, theirs)
-    except ConfigError:  # evaluated on other configurations: nothing to pair
-        return " – |"
-    seeds = ",".join(map(str, d.seeds))
-    return f" {d.difference:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}] ({seeds}) |"
+    d = paired_difference_if_any([o for r in reports_of(task_dir) for o in r["outcomes"]],
+                                 [o for r in reports_of(versus / task_dir.name) for o in r["outcomes"]])
+    return f" {d} ({','.join(map(str, d.seeds))}) |" if d else " – |"
+
+
+@functools.cache
+def reports_of(task_dir: Path) -> tuple[dict, ...]:
+    """The eval JSONs of TASK_DIR's seeds, read once however many rows compare with them."""
+    return tuple(json.loads(p.read_text()) for p in sorted(task_dir.glob("seed*/eval.json")))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,16 @@ class PairedDifference:
     seeds: tuple[int, ...]
     """Training/evaluation seeds both sides share; episodes of other seeds are left out."""
 
+    def __str__(self) -> str:
+        return f"{self.difference:+.2f} [{self.ci95[0]:+.2f}, {self.ci95[1]:+.2f}]"
+
+
+def paired_difference_if_any(a: list[dict], b: list[dict]) -> PairedDifference | None:
+    """`paired_difference`, or None when either side is empty or they share no configuration."""
+    if not (a and b and _pairs_by_seed(a, b)):
+        return None
+    return paired_difference(a, b)
+
 
 def paired_difference(a: list[dict], b: list[dict], n: int = 10_000, seed: int = 0) -> PairedDifference:
     """Success of A minus B on their shared episodes, with a 95% hierarchical bootstrap interval.

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
-from dynarep.errors import ConfigError, DataError
+from dynarep.errors import DataError
+from dynarep.evaluation.paired import paired_difference_if_any
 
 SEED_DIR = re.compile(r"^seed\d+$")
 
@@ -140,7 +141,7 @@ def success_rows(root: Path, evals: list[tuple[Path, dict]], versus: str | None 
             for o in r.get("blind_replay", {}).get("outcomes", []):
                 blind.setdefault(task, {})[(o["seed"], o["env_seed"])] = o
     for r in rows:  # the blind replay depends on the configuration only, so any policy's run of it pairs
-        r["vs_blind"] = paired_or_none(r["outcomes"], list(blind.get(r["task"], {}).values()))
+        r["vs_blind"] = paired_difference_if_any(r["outcomes"], list(blind.get(r["task"], {}).values()))
     add_reference_differences(rows, versus)
     for task, by_config in blind.items():
         mean, lo, hi = bootstrap([o["success"] for o in by_config.values()])
@@ -148,15 +149,6 @@ def success_rows(root: Path, evals: list[tuple[Path, dict]], versus: str | None 
                      "episodes": len(by_config), "seeds": [], "per_seed": {},
                      "protocol": "mean demonstration actions, open loop, same configurations", "blind": True})
     return sorted(rows, key=lambda r: (r["task"], r["blind"], -r["success"]))
-
-
-def paired_or_none(a: list[dict], b: list[dict]):
-    from dynarep.evaluation.paired import paired_difference
-
-    try:
-        return paired_difference(a, b) if a and b else None
-    except ConfigError:  # no configuration in common: nothing to pair
-        return None
 
 
 def add_reference_differences(rows: list[dict], versus: str | None) -> None:
@@ -167,14 +159,8 @@ def add_reference_differences(rows: list[dict], versus: str | None) -> None:
     for r in rows:
         ref = references.get(r["task"])
         r["vs_reference"] = (None if ref is None or ref is r
-                             else paired_or_none(r["outcomes"], ref["outcomes"]))
+                             else paired_difference_if_any(r["outcomes"], ref["outcomes"]))
         r["reference"] = ref["policy"] if ref is not None else None
-
-
-def format_difference(d) -> str:
-    if d is None:
-        return "–"
-    return f"{d.difference:+.2f} [{d.ci95[0]:+.2f}, {d.ci95[1]:+.2f}]"
 
 
 def format_rate(row: dict) -> str:
@@ -189,8 +175,8 @@ def success_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         header.append(f"Δ vs {', '.join(references)} [95% CI]")
     body = [[r["policy"], r["task"], format_rate(r),
              ", ".join(f"{k}: {v:.2f}" for k, v in sorted(r["per_seed"].items())) or "–", str(r["episodes"]),
-             ", ".join(map(str, r["seeds"])) or "same configurations", format_difference(r.get("vs_blind"))]
-            + ([format_difference(r.get("vs_reference"))] if references else []) for r in rows]
+             ", ".join(map(str, r["seeds"])) or "same configurations", str(r.get("vs_blind") or "–")]
+            + ([str(r.get("vs_reference") or "–")] if references else []) for r in rows]
     return header, body
 
 

@@ -67,6 +67,14 @@ def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], meta: dic
     return directory
 
 
+def read_meta(meta_path: Path) -> dict:
+    """A checkpoint's JSON metadata; a broken file names itself."""
+    try:
+        return json.loads(Path(meta_path).read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
 def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a checkpoint directory; every failure names the file and what is wrong."""
     directory = Path(directory)
@@ -76,10 +84,7 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
     for path in (weights, meta_path):
         if not path.exists():
             raise CheckpointError(f"{path}: missing; a checkpoint needs {WEIGHTS} and {META}")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    meta = read_meta(meta_path)
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:

@@ -3,7 +3,6 @@ safetensors + JSON, and loading them back with errors that name what does not fi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from dynarep.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_matching,
+    read_meta,
     save_checkpoint,
 )
 
@@ -36,12 +36,7 @@ def read_encoder_config(directory: Path) -> EncoderConfig:
 def is_policy_run(directory: Path) -> bool:
     """Whether DIRECTORY is a `dynarep train` output (or its policy/ checkpoint) rather than an encoder."""
     meta_path = policy_checkpoint_dir(directory) / ENCODER_META
-    if not meta_path.is_file():
-        return False
-    try:
-        return json.loads(meta_path.read_text()).get("kind") == "policy"
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    return meta_path.is_file() and read_meta(meta_path).get("kind") == "policy"
 
 
 def save_encoder(directory: Path, encoder: torch.nn.Module, cfg: EncoderConfig, normalizer: MinMaxNormalizer | None,

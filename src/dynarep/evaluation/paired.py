@@ -53,14 +53,28 @@ def paired_difference(a: list[dict], b: list[dict], n: int = 10_000, seed: int =
             "the same `dynarep eval --seeds` and episode count")
     seeds = sorted(by_seed)
     diffs = [by_seed[s] for s in seeds]
-    rng = np.random.default_rng(seed)
-    means = np.empty(n)
-    for i in range(n):
-        drawn = rng.integers(len(seeds), size=len(seeds))
-        means[i] = np.concatenate([rng.choice(diffs[j], size=diffs[j].size) for j in drawn]).mean()
+    means = _hierarchical_bootstrap_means(diffs, n, np.random.default_rng(seed))
     pooled = np.concatenate(diffs)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return PairedDifference(float(pooled.mean()), (float(lo), float(hi)), int(pooled.size), tuple(seeds))
+
+
+def _hierarchical_bootstrap_means(diffs: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` bootstrap means: seeds drawn with replacement, then each drawn seed's pairs likewise.
+
+    All draws at once (a Python loop over draws took 0.7 s per comparison): seeds' pairs are padded
+    to one matrix, and positions past a seed's own count are masked out of each mean.
+    """
+    sizes = np.array([d.size for d in diffs])
+    padded = np.zeros((len(diffs), sizes.max()))
+    for j, d in enumerate(diffs):
+        padded[j, : d.size] = d
+    drawn = rng.integers(len(diffs), size=(n, len(diffs)))
+    drawn_sizes = sizes[drawn][..., None]
+    positions = np.arange(sizes.max())
+    picks = (rng.random((n, len(diffs), sizes.max())) * drawn_sizes).astype(np.int64)
+    values = np.where(positions < drawn_sizes, padded[drawn[..., None], picks], 0.0)
+    return values.sum(axis=(1, 2)) / drawn_sizes.sum(axis=(1, 2))
 
 
 def _pairs_by_seed(a: list[dict], b: list[dict]) -> dict[int, np.ndarray]:

@@ -28,6 +28,7 @@ import numpy as np
 from dynarep.evaluation.paired import paired_difference_if_any
 from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
+from dynarep.training.checkpoint import read_meta
 
 
 def main(roots: list[Path], task: str | None = None, versus: Path | None = None) -> None:
@@ -82,7 +83,7 @@ def table_rows(root: Path, policy_column: bool, task: str | None = None, versus:
         reports = reports_of(task_dir)
         ours = np.concatenate([[o["success"] for o in r["outcomes"]] for r in reports]).astype(float)
         blind = np.concatenate([[o["success"] for o in r["blind_replay"]["outcomes"]] for r in reports]).astype(float)
-        train_s = [json.loads((p.parent / "policy" / "checkpoint.json").read_text())["train_seconds"] for p in evals]
+        train_s = [read_meta(p.parent / "policy" / "checkpoint.json")["train_seconds"] for p in evals]
         lo, hi = bootstrap_ci(ours)
         blo, bhi = bootstrap_ci(blind)
         per_seed = ", ".join(f"{r['success_rate']:.2f}" for r in reports)

@@ -31,9 +31,8 @@ class PairedDifference:
 
 def paired_difference_if_any(a: list[dict], b: list[dict]) -> PairedDifference | None:
     """`paired_difference`, or None when either side is empty or they share no configuration."""
-    if not (a and b and _pairs_by_seed(a, b)):
-        return None
-    return paired_difference(a, b)
+    by_seed = _pairs_by_seed(a, b) if a and b else {}
+    return _difference_of_pairs(by_seed) if by_seed else None
 
 
 def paired_difference(a: list[dict], b: list[dict], n: int = 10_000, seed: int = 0) -> PairedDifference:
@@ -51,6 +50,10 @@ def paired_difference(a: list[dict], b: list[dict], n: int = 10_000, seed: int =
         raise ConfigError(
             "no episode in common: the two evaluations share no (seed, env_seed); evaluate both with "
             "the same `dynarep eval --seeds` and episode count")
+    return _difference_of_pairs(by_seed, n, seed)
+
+
+def _difference_of_pairs(by_seed: dict[int, np.ndarray], n: int = 10_000, seed: int = 0) -> PairedDifference:
     seeds = sorted(by_seed)
     diffs = [by_seed[s] for s in seeds]
     means = _hierarchical_bootstrap_means(diffs, n, np.random.default_rng(seed))

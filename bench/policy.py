@@ -2,6 +2,7 @@
 where an evaluation episode's time goes.
 
   python bench/policy.py --data data/button-press.zarr [--presets cpu paper] [--steps 6]
+                         [--encoder-modes scratch frozen frozen-cached] [--train-only]
 
 Training throughput is measured on real windows of the dataset with the full step (forward,
 backward, clipping, AdamW, EMA); the first two steps are warm-up and not counted. Latency is one
@@ -20,13 +21,18 @@ import numpy as np
 import torch
 
 
-def training_setup(data: Path, preset: str, batch: int | None, device: str = "cpu"):
-    """(policy, sampler, batch size) exactly as `dynarep train` builds them."""
+ENCODER_MODES = ("scratch", "frozen", "frozen-cached")
+
+
+def training_setup(data: Path, preset: str, batch: int | None, device: str = "cpu", encoder_mode: str = "scratch"):
+    """(policy, sampler, batch size) exactly as `dynarep train` builds them; `frozen` freezes the
+    (here randomly initialised) encoder as `--freeze` does, `frozen-cached` adds `--cache-features`."""
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.data.sampler import SequenceSampler
     from dynarep.data.store import load_demonstrations
     from dynarep.policies.base import build_policy
-    from dynarep.training.train_policy import TrainPolicyArgs, resolve_configs
+    from dynarep.policies.base import VISUAL_FEATURE
+    from dynarep.training.train_policy import TrainPolicyArgs, resolve_configs, with_cached_features
 
     args = TrainPolicyArgs(data=(data,), preset=preset, batch_size=batch)
     demos = load_demonstrations(args.data, ("point_cloud", "state", "action"))
@@ -34,16 +40,22 @@ def training_setup(data: Path, preset: str, batch: int | None, device: str = "cp
     torch.manual_seed(0)
     policy = build_policy(pcfg)
     policy.set_normalizer(MinMaxNormalizer().fit(demos.arrays))
-    sampler = SequenceSampler(demos.arrays, demos.episode_ends, pcfg.horizon, pcfg.n_obs_steps - 1,
-                              pcfg.n_action_steps - 1, key_steps={"point_cloud": pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
+    arrays, observed = demos.arrays, "point_cloud"
+    if encoder_mode != "scratch":
+        policy.encoder.freeze()
+    if encoder_mode == "frozen-cached":
+        arrays, observed = with_cached_features(policy, arrays, device), VISUAL_FEATURE
+    sampler = SequenceSampler(arrays, demos.episode_ends, pcfg.horizon, pcfg.n_obs_steps - 1,
+                              pcfg.n_action_steps - 1, key_steps={observed: pcfg.n_obs_steps, "state": pcfg.n_obs_steps})
     return policy.to(device), sampler, tcfg.batch_size
 
 
-def train_throughput(data: Path, preset: str, steps: int, batch: int | None, device: str = "cpu") -> float:
+def train_throughput(data: Path, preset: str, steps: int, batch: int | None, device: str = "cpu",
+                     encoder_mode: str = "scratch") -> float:
     from dynarep.training.loop import EMA, to_device
 
-    policy, sampler, B = training_setup(data, preset, batch, device)
-    opt = torch.optim.AdamW(policy.parameters(), lr=1e-4, weight_decay=1e-6)
+    policy, sampler, B = training_setup(data, preset, batch, device, encoder_mode)
+    opt = torch.optim.AdamW([q for q in policy.parameters() if q.requires_grad], lr=1e-4, weight_decay=1e-6)
     ema = EMA(policy, 0.75, 0.9999)
     rng = np.random.default_rng(0)
     for i in range(steps + 2):
@@ -146,6 +158,9 @@ def main() -> None:
     p.add_argument("--episode-steps", type=int, default=80)
     p.add_argument("--malloc-tuning", choices=["on", "off"], default="on")
     p.add_argument("--train-only", action="store_true", help="skip latency and the episode split")
+    p.add_argument("--encoder-modes", nargs="+", choices=ENCODER_MODES, default=["scratch"],
+                   help="training throughput with the encoder trained (scratch), frozen, or frozen with its "
+                        "features cached (--cache-features); alternated in this order")
     a = p.parse_args()
     if a.malloc_tuning == "on":
         from dynarep.runtime import tune_allocator
@@ -156,8 +171,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator()}, malloc tuning {a.malloc_tuning}")
     for preset in a.presets:
         steps = a.steps if preset == "cpu" else max(2, a.steps // 3)
-        sps = train_throughput(a.data, preset, steps, a.batch)
-        print(f"{preset:6s} train {sps:7.1f} samples/s", flush=True)
+        for mode in a.encoder_modes:
+            sps = train_throughput(a.data, preset, steps, a.batch, encoder_mode=mode)
+            print(f"{preset:6s} train, encoder {mode:13s} {sps:7.1f} samples/s", flush=True)
         if a.train_only:
             continue
         for backend in ("torch", "onnxruntime"):

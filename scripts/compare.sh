@@ -18,6 +18,9 @@
 #   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows).
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
+# Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
+# faster); CACHE_FEATURES=0 runs the encoder at every step, as every frozen row made before
+# 2026-11-22 was (the runs' config.json records which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=$1; seed=$2; shift 2
@@ -83,6 +86,7 @@ policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on tha
   if [[ $base == *-std ]]; then base=${base%-std}; extra=(--standardize-features); fi
   local mode=${base##*-} name=${base%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
+  if [[ $mode == frozen && ${CACHE_FEATURES:-1} == 1 ]]; then extra+=(--cache-features); fi
   NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--${mode/frozen/freeze}" \
     "${extra[@]}"
 }

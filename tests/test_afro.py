@@ -196,6 +196,25 @@ def test_frozen_features_standardised_over_the_training_frames(pretrained, tmp_p
                                      out=tmp_path / "no"))
 
 
+def test_cached_frozen_features_train_the_same_policy(pretrained, tmp_path):
+    """--cache-features runs the frozen encoder once per frame instead of at every step: the same
+    batches and draws, so the loss curve and the trained weights match the uncached run to float
+    rounding; the flag needs --freeze."""
+    base = dict(data=(FIXTURE,), steps=20, batch_size=4, down_dims=(16, 32), device="cpu", encoder=pretrained,
+                freeze=True, standardize_features=True)
+    runs = {c: train_policy(TrainPolicyArgs(out=tmp_path / str(c), cache_features=c, **base)) for c in (False, True)}
+    curves = [[r["loss"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
+              for run in runs.values()]
+    assert len(curves[0]) >= 2
+    torch.testing.assert_close(torch.tensor(curves[1]), torch.tensor(curves[0]), rtol=1e-4, atol=1e-6)
+    plain, cached = (load_policy(run) for run in runs.values())
+    for (key, a), b in zip(plain.state_dict().items(), cached.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5, msg=f"cached run differs in {key}")
+    with pytest.raises(ConfigError, match="--cache-features needs --freeze"):
+        train_policy(TrainPolicyArgs(data=(FIXTURE,), encoder=pretrained, finetune=True, cache_features=True,
+                                     out=tmp_path / "no"))
+
+
 def test_pretraining_needs_no_actions(tmp_path):
     import shutil
 

@@ -19,6 +19,9 @@ from dynarep.models.encoders import Encoder, EncoderConfig, build_encoder
 from dynarep.registry import Registry
 
 OBS_KEYS = ("point_cloud", "state")
+VISUAL_FEATURE = "visual_feature"
+"""Batch key of precomputed visual features (B, T, D): a frozen encoder's output, computed once
+(`dynarep train --freeze --cache-features`); when present the encoder is not run."""
 
 
 @dataclass
@@ -82,15 +85,20 @@ class ObservationEncoder(nn.Module):
         self.output_dim = visual.output_dim + state_hidden[-1]
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        visual = self.visual(obs)
+        visual = obs[VISUAL_FEATURE] if VISUAL_FEATURE in obs else self.visual(obs)
         if self.standardize:
             visual = (visual - self.feature_mean) / self.feature_std
         return torch.cat([visual, self.state_mlp(obs["state"])], dim=-1)
 
     @torch.no_grad()
-    def fit_standardization(self, clouds: torch.Tensor, chunk: int = 256) -> None:
+    def visual_features(self, clouds: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """The visual encoder's (N, D) features of (N, P, C) normalised clouds, `chunk` at a time."""
+        return torch.cat([self.visual({"point_cloud": c}) for c in clouds.split(chunk)])
+
+    @torch.no_grad()
+    def fit_standardization(self, clouds: torch.Tensor) -> None:
         """Per-dimension mean and std of the visual features of (N, P, C) normalised clouds."""
-        features = torch.cat([self.visual({"point_cloud": c}) for c in clouds.split(chunk)])
+        features = self.visual_features(clouds)
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6))
 
@@ -117,11 +125,14 @@ class Policy(nn.Module):
         """The first n_obs_steps of every observation key, normalised, flattened to (B*To, ...)."""
         out = {}
         To = self.cfg.n_obs_steps
-        for key in OBS_KEYS:
+        for key in (*OBS_KEYS, VISUAL_FEATURE):
             if key not in batch:
                 continue
             x = batch[key][:, :To]
-            x = self.normalize_clouds(x) if key == "point_cloud" else self.normalizer.normalize(key, x)
+            if key == "point_cloud":
+                x = self.normalize_clouds(x)
+            elif key == "state":
+                x = self.normalizer.normalize(key, x)
             out[key] = x.reshape(-1, *x.shape[2:])
         return out
 
@@ -133,6 +144,14 @@ class Policy(nn.Module):
     def fit_feature_standardization(self, clouds: torch.Tensor) -> None:
         """Fix the visual features' standardisation from (N, P, C) raw training clouds."""
         self.obs_encoder.fit_standardization(self.normalize_clouds(clouds))
+
+    def frozen_visual_features(self, clouds: torch.Tensor) -> torch.Tensor:
+        """(N, D) features of (N, P, C) raw clouds, for training on a frozen encoder without running
+        it at every step. They match the per-step features to float rounding only: matrix kernels
+        block by batch size, so a cached run is not bit-identical to an uncached one."""
+        if not self.encoder.frozen:
+            raise ConfigError("visual features can be cached only for a frozen encoder (--freeze)")
+        return self.obs_encoder.visual_features(self.normalize_clouds(clouds))
 
     def global_condition(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, n_obs_steps * feature) condition vector."""

@@ -30,8 +30,7 @@ def training_setup(data: Path, preset: str, batch: int | None, device: str = "cp
     from dynarep.data.normalizer import MinMaxNormalizer
     from dynarep.data.sampler import SequenceSampler
     from dynarep.data.store import load_demonstrations
-    from dynarep.policies.base import build_policy
-    from dynarep.policies.base import VISUAL_FEATURE
+    from dynarep.policies.base import VISUAL_FEATURE, build_policy
     from dynarep.training.train_policy import TrainPolicyArgs, resolve_configs, with_cached_features
 
     args = TrainPolicyArgs(data=(data,), preset=preset, batch_size=batch)

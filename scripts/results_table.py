@@ -1,6 +1,6 @@
 """Aggregate `dynarep eval` results under a directory into the README's Markdown table.
 
-  python scripts/results_table.py [--task TASK] [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
+  python scripts/results_table.py [--task TASK]...  [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 
 Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes); several DIRs give one
 table with a policy column (the directory name). For every policy and task:
@@ -31,10 +31,11 @@ from dynarep.sim.tasks import DIFFICULTY
 from dynarep.training.checkpoint import read_meta
 
 
-def main(roots: list[Path], task: str | None = None, versus: Path | None = None) -> None:
+def main(roots: list[Path], tasks: list[str] | None = None, versus: Path | None = None) -> None:
     rows = []
-    for root in roots:
-        rows += table_rows(root, policy_column=len(roots) > 1, task=task, versus=versus)
+    for task in tasks or [None]:  # several tasks: grouped by task, in the order given
+        for root in roots:
+            rows += table_rows(root, policy_column=len(roots) > 1, task=task, versus=versus)
     policy = "policy | " if len(roots) > 1 else ""
     difference = f" | Δ vs {versus.name} [95% CI] (seeds paired)" if versus else ""
     print(f"| {policy}task | difficulty | seeds | episodes | success [95% CI] | per seed | blind replay [95% CI] "
@@ -119,7 +120,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("roots", nargs="*", type=Path, default=[Path("runs/baseline/dp3-cpu")],
                         help="directories of runs, one table row per policy and task")
-    parser.add_argument("--task", help="keep only this task's rows")
+    parser.add_argument("--task", action="append",
+                        help="keep only this task's rows; repeated, grouped by task in the order given")
     parser.add_argument("--versus", type=Path, help="a directory of runs to compare every row with, episode by episode")
     parser.add_argument("--matrix", action="store_true", help="one compact row per policy, one column per task")
     a = parser.parse_args()

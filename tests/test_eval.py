@@ -61,7 +61,8 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
 
 def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     """scripts/results_table.py on real runs laid out as scripts/baseline.sh writes them: the pooled
-    success over both seeds' episodes, one row per policy directory, --task keeps one task."""
+    success over both seeds' episodes, one row per policy directory, --task keeps one task (repeated:
+    several, grouped by task)."""
     import shutil
 
     for name in ("dp3", "other"):
@@ -87,6 +88,15 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     assert versus.returncode == 0, versus.stderr
     dp3_row, other_row = (r for r in versus.stdout.splitlines() if r.startswith(("| dp3", "| other")))
     assert dp3_row.endswith("| – |") and other_row.endswith("| +0.00 [+0.00, +0.00] (0,1) |"), versus.stdout
+    # several tasks: grouped by task in the order asked, then by policy (a copy stands in for a second task)
+    for name in ("dp3", "other"):
+        shutil.copytree(tmp_path / name / "button-press" / "seed0", tmp_path / name / "door-open" / "seed0")
+    grouped = subprocess.run([sys.executable, str(script), "--task", "door-open", "--task", "button-press", str(tmp_path / "dp3"),
+                              str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
+    assert grouped.returncode == 0, grouped.stderr
+    order = [tuple(c.strip() for c in r.split("|")[1:3]) for r in grouped.stdout.splitlines()[2:]]
+    assert order == [("dp3", "door-open"), ("other", "door-open"), ("dp3", "button-press"), ("other", "button-press")]
+    shutil.rmtree(tmp_path / "dp3" / "door-open"), shutil.rmtree(tmp_path / "other" / "door-open")
     compact = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(tmp_path / "dp3"),
                               str(tmp_path / "dp3"), str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
     assert compact.returncode == 0, compact.stderr

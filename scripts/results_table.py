@@ -1,6 +1,6 @@
 """Aggregate `dynarep eval` results under a directory into the README's Markdown table.
 
-  python scripts/results_table.py [--task TASK]...  [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
+  python scripts/results_table.py [--task TASK]... [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 
 Layout expected: DIR/<task>/seed<k>/eval.json (as scripts/baseline.sh writes); several DIRs give one
 table with a policy column (the directory name). For every policy and task:

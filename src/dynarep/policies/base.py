@@ -92,8 +92,10 @@ class ObservationEncoder(nn.Module):
 
     @torch.no_grad()
     def visual_features(self, clouds: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-        """The visual encoder's (N, D) features of (N, P, C) normalised clouds, `chunk` at a time."""
-        return torch.cat([self.visual({"point_cloud": c}) for c in clouds.split(chunk)])
+        """The visual encoder's (N, D) features of (N, P, C) normalised clouds, `chunk` at a time on
+        the encoder's device (the clouds may stay in host memory)."""
+        device = next(self.visual.parameters()).device
+        return torch.cat([self.visual({"point_cloud": c.to(device)}) for c in clouds.split(chunk)])
 
     @torch.no_grad()
     def fit_standardization(self, clouds: torch.Tensor) -> None:

@@ -136,8 +136,7 @@ def resolve_configs(args: TrainPolicyArgs, demos: Demonstrations) -> tuple[Polic
 def with_cached_features(policy: Policy, arrays: dict[str, np.ndarray], device: str) -> dict[str, np.ndarray]:
     """The arrays with every frame's frozen visual feature in place of its point cloud."""
     run_on = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
-    clouds = torch.as_tensor(arrays["point_cloud"])
-    features = policy.to(run_on).frozen_visual_features(clouds.to(run_on))
+    features = policy.to(run_on).frozen_visual_features(torch.as_tensor(arrays["point_cloud"]))
     policy.to("cpu")  # the trainer places the policy itself
     rest = {k: v for k, v in arrays.items() if k != "point_cloud"}
     return {**rest, VISUAL_FEATURE: features.cpu().numpy()}

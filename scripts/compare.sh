@@ -19,8 +19,8 @@
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 # Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
-# faster); CACHE_FEATURES=0 runs the encoder at every step, as every frozen row made before
-# 2026-11-22 was (the runs' config.json records which).
+# faster); CACHE_FEATURES=0 runs the encoder at every step, as every frozen row made before this
+# option was (the runs' config.json records which).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=$1; seed=$2; shift 2

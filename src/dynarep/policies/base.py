@@ -98,9 +98,8 @@ class ObservationEncoder(nn.Module):
         return torch.cat([self.visual({"point_cloud": c.to(device)}) for c in clouds.split(chunk)])
 
     @torch.no_grad()
-    def fit_standardization(self, clouds: torch.Tensor) -> None:
-        """Per-dimension mean and std of the visual features of (N, P, C) normalised clouds."""
-        features = self.visual_features(clouds)
+    def set_standardization(self, features: torch.Tensor) -> None:
+        """Standardise with the per-dimension mean and std of (N, D) visual features."""
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6))
 
@@ -144,8 +143,8 @@ class Policy(nn.Module):
         return self.normalizer.normalize("point_cloud", x) if self.cfg.normalize_point_cloud else x
 
     def fit_feature_standardization(self, clouds: torch.Tensor) -> None:
-        """Fix the visual features' standardisation from (N, P, C) raw training clouds."""
-        self.obs_encoder.fit_standardization(self.normalize_clouds(clouds))
+        """Fix the frozen visual features' standardisation from (N, P, C) raw training clouds."""
+        self.obs_encoder.set_standardization(self.frozen_visual_features(clouds))
 
     def frozen_visual_features(self, clouds: torch.Tensor) -> torch.Tensor:
         """(N, D) features of (N, P, C) raw clouds, for training on a frozen encoder without running

@@ -1,4 +1,4 @@
-"""The README's probe table for pre-trained encoders (e.g. AFRO's Table 5 ablations).
+"""The probe table of docs/results.md for pre-trained encoders (e.g. AFRO's Table 5 ablations).
 
   python scripts/probe_table.py runs/baseline/encoders/{afro,afro-mse,afro-det}/pick-place
 

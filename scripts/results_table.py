@@ -1,4 +1,4 @@
-"""Aggregate `dynarep eval` results under a directory into the README's Markdown table.
+"""Aggregate `dynarep eval` results under a directory into the Markdown tables of the README and docs/results.md.
 
   python scripts/results_table.py [--task TASK]... [--versus runs/baseline/dp3-cpu] runs/baseline/dp3-cpu [runs/baseline/afro-frozen ...]
 

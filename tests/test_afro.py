@@ -324,7 +324,7 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
 
 
 def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
-    """scripts/probe_table.py, which makes the README's probe table, on a real probed run."""
+    """scripts/probe_table.py, which makes the probe table of docs/results.md, on a real probed run."""
     import shutil
     import subprocess
     import sys

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Cells of the encoder comparison (issue 4) under the `cpu` protocol, beside the DP3 baseline:
 #   scripts/compare.sh TASK SEED VARIANT...
+# (many cells on several lanes: scripts/compare_grid.sh scripts/comparison_cells.txt)
 # VARIANT: dp3
 #        | ENCODER-frozen | ENCODER-finetune        encoder pre-trained on the task's 10 demonstrations
 #        | ENCODER-multi-frozen | ENCODER-multi-finetune   ... on those of every development-set task
@@ -22,6 +23,7 @@
 # faster); CACHE_FEATURES=0 runs the encoder at every step, as every frozen row made before this
 # option was (the runs' config.json records which).
 set -euo pipefail
+shopt -s inherit_errexit  # a failure inside $(encoder ...) stops there too
 cd "$(dirname "$0")/.."
 task=$1; seed=$2; shift 2
 root=${ROOT:-runs/baseline}
@@ -29,11 +31,18 @@ DR=.venv/bin/dynarep
 DEV_TASKS="button-press drawer-open door-open coffee-push hammer pick-place assembly stick-pull"
 # stdout of the helpers below is the path they return; everything else goes to stderr
 timed() { local label=$1; shift; local t0=$SECONDS; "$@" >&2; echo "$label: $((SECONDS - t0)) s" | tee -a "$root/times.txt" >&2; }
+# lanes run side by side (scripts/compare_grid.sh): whoever holds LOCK makes a dataset or an encoder,
+# the others wait for it and then find it made
+with_lock() { local lock=$1; shift; mkdir -p "$(dirname "$lock")"; { flock 9; "$@"; } 9>"$lock"; }
 
 dataset() {  # collect a task's 10 demonstrations once
   local t=$1 data=$root/data/$1.zarr
-  [ -d "$data" ] || timed "collect $t" $DR collect --task "$t" --episodes 10 --seed 0 --out "$data"
+  if [ ! -d "$data" ]; then with_lock "$data.lock" collect_missing "$t" "$data"; fi
   echo "$data"
+}
+
+collect_missing() {  # TASK DATA
+  if [ ! -d "$2" ]; then timed "collect $1" $DR collect --task "$1" --episodes 10 --seed 0 --out "$2"; fi
 }
 
 pretrain_options() {  # `dynarep pretrain` options of an encoder name: method first, then its options
@@ -63,7 +72,12 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
     [ -f "$out/eval.json" ] || NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" >&2
     echo "$out"; return
   fi
-  local options; options=$(pretrain_options "$name")
+  with_lock "$out.lock" pretrain_and_probe "$name" "$scope" "$out" >&2
+  echo "$out"
+}
+
+pretrain_and_probe() {  # ENCODER SCOPE OUT: what encoder() needs made, unless it is there
+  local name=$1 scope=$2 out=$3 options; options=$(pretrain_options "$name")
   if [ ! -f "$out/model.safetensors" ]; then
     local data=()
     if [ "$scope" = multi ]; then
@@ -78,7 +92,6 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
     local probe_data; probe_data=$(dataset "${scope/multi/$task}")
     $DR probe --encoder "$out" --data "$probe_data" --out "$out/probe.json" --pca-image "$out/pca.png" >&2
   fi
-  echo "$out"
 }
 
 policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on that encoder

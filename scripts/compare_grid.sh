@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Cells of the encoder comparison on several lanes at once:
+#   scripts/compare_grid.sh [CELLS_FILE]          (default: standard input)
+#   e.g. LANES=2 scripts/compare_grid.sh scripts/comparison_cells.txt
+# Each line of CELLS_FILE holds the arguments of one `scripts/compare.sh` call (TASK SEED VARIANT...);
+# blank lines and lines starting with '#' are skipped. LANES lines (default 2) run at once, each
+# with OMP_NUM_THREADS=1 unless it is set, and write their output to ROOT/logs/TASK-SEED-VARIANT.log.
+# Run it again after an interruption: finished cells are skipped (scripts/baseline.sh), an encoder
+# or dataset that two lanes need is made once (scripts/compare.sh locks it), and interrupted
+# training resumes from its last checkpoint. Exits non-zero if any line failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ROOT=${ROOT:-runs/baseline} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p "$ROOT/logs"
+# shellcheck disable=SC2016  # the inner script expands its own arguments
+grep -v -E '^[[:space:]]*(#|$)' "${1:-/dev/stdin}" | xargs -P "${LANES:-2}" -L 1 bash -c '
+  log=$ROOT/logs/$(IFS=-; echo "$*").log
+  echo "start: $* ($(date +%T))"
+  if scripts/compare.sh "$@" > "$log" 2>&1; then echo "done: $* ($(date +%T))"; else echo "FAILED: $* (see $log)"; exit 1; fi
+' cell

@@ -37,7 +37,7 @@ with_lock() { local lock=$1; shift; mkdir -p "$(dirname "$lock")"; { flock 9; "$
 
 dataset() {  # collect a task's 10 demonstrations once
   local t=$1 data=$root/data/$1.zarr
-  if [ ! -d "$data" ]; then with_lock "$data.lock" collect_missing "$t" "$data"; fi
+  with_lock "$data.lock" collect_missing "$t" "$data"
   echo "$data"
 }
 
@@ -69,7 +69,7 @@ encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it
   local name=$1 scope=$2 out=$root/encoders/$1/$2
   if [ "$name" = dp3 ]; then  # DP3's own encoder, trained end to end with the same seed's policy
     out=$root/dp3-cpu/$task/seed$seed
-    [ -f "$out/eval.json" ] || NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" >&2
+    NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" >&2  # skips the cell if it is finished
     echo "$out"; return
   fi
   with_lock "$out.lock" pretrain_and_probe "$name" "$scope" "$out" >&2
@@ -100,8 +100,8 @@ policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on tha
   local mode=${base##*-} name=${base%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
   if [[ $mode == frozen && ${CACHE_FEATURES:-1} == 1 ]]; then extra+=(--cache-features); fi
-  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$(encoder "$name" "$scope")" "--${mode/frozen/freeze}" \
-    "${extra[@]}"
+  local encoder_dir; encoder_dir=$(encoder "$name" "$scope")  # its own line, so that its failure stops here
+  NAME=$variant scripts/baseline.sh "$task" "$seed" --encoder "$encoder_dir" "--${mode/frozen/freeze}" "${extra[@]}"
 }
 
 dataset "$task" > /dev/null

@@ -142,10 +142,6 @@ class Policy(nn.Module):
         x = clouds[..., : self.cfg.encoder.in_channels]
         return self.normalizer.normalize("point_cloud", x) if self.cfg.normalize_point_cloud else x
 
-    def fit_feature_standardization(self, clouds: torch.Tensor) -> None:
-        """Fix the frozen visual features' standardisation from (N, P, C) raw training clouds."""
-        self.obs_encoder.set_standardization(self.frozen_visual_features(clouds))
-
     def frozen_visual_features(self, clouds: torch.Tensor) -> torch.Tensor:
         """(N, D) features of (N, P, C) raw clouds, for training on a frozen encoder without running
         it at every step. They match the per-step features to float rounding only: matrix kernels

@@ -166,12 +166,11 @@ def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     if args.cache_features:
         arrays = with_cached_features(policy, arrays, tcfg.device)
         window["key_steps"] = {VISUAL_FEATURE: pcfg.n_obs_steps, "state": pcfg.n_obs_steps}
-    if pcfg.standardize_features:
-        train_frames = episode_frames(demos.episode_ends, train_mask)
-        if VISUAL_FEATURE in arrays:  # the cached features already hold what the encoder would compute again
-            policy.obs_encoder.set_standardization(torch.as_tensor(arrays[VISUAL_FEATURE][train_frames]))
-        else:
-            policy.fit_feature_standardization(torch.as_tensor(arrays["point_cloud"][train_frames]))
+    if pcfg.standardize_features:  # statistics of the training frames' features, cached ones if there are
+        frames = episode_frames(demos.episode_ends, train_mask)
+        features = (torch.as_tensor(arrays[VISUAL_FEATURE][frames]) if VISUAL_FEATURE in arrays
+                    else policy.frozen_visual_features(torch.as_tensor(arrays["point_cloud"][frames])))
+        policy.obs_encoder.set_standardization(features)
     train = SequenceSampler(arrays, demos.episode_ends, episode_mask=train_mask, **window)
     val = SequenceSampler(arrays, demos.episode_ends, episode_mask=val_mask, **window) if val_mask.any() else None
     run_config = {"args": to_dict(args), "policy": to_dict(pcfg), "train": to_dict(tcfg), "data": demos.sources,

@@ -329,7 +329,7 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     import subprocess
     import sys
 
-    run = tmp_path / "afro-k1" / "fixture"
+    run = tmp_path / "encoders" / "afro-k1" / "fixture"
     shutil.copytree(pretrained, run)
     probe = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(run), "--data", str(FIXTURE),
                             "--out", str(run / "probe.json"), "--val-ratio", "0.5"], capture_output=True, text=True, timeout=300)
@@ -345,6 +345,14 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     assert f"| {report['r2']['inverse_dynamics']:.3f} [{ceiling:.3f}] |" in row, row
     stats = report["feature_std"]
     assert f"| {stats['mean']:.3f} | {stats['after_mish_mean']:.3f} |" in row, row
+    # the copy committed to the repository (scripts/archive_results.py) gives the same row
+    archive = script.with_name("archive_results.py")
+    copied = subprocess.run([sys.executable, str(archive), str(tmp_path), str(tmp_path / "archived")],
+                            capture_output=True, text=True, timeout=120)
+    assert copied.returncode == 0, copied.stderr[-2000:]
+    archived = tmp_path / "archived" / "encoders" / "afro-k1" / "fixture"
+    again = subprocess.run([sys.executable, str(script), str(archived)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1] == row, again.stdout + again.stderr
 
 
 def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):

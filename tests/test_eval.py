@@ -104,6 +104,17 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     assert header == "| policy | button-press (easy) |"  # drawer-open has no evaluation: no column
     assert dp3_row == f"| dp3 | **{pooled:.2f}** ×2 |"
     assert other_row == f"| other | **{pooled:.2f}** ×2; Δ +0.00 [+0.00, +0.00] (0,1) |"
+    # the archive committed to the repository (scripts/archive_results.py) gives the same table
+    archive = Path(__file__).resolve().parents[1] / "scripts" / "archive_results.py"
+    (tmp_path / "dp3" / "button-press" / "seed2").mkdir()  # a cell without its eval.json: not archived
+    (tmp_path / "dp3" / "button-press" / "seed2" / "config.json").write_text("{}")
+    copied = subprocess.run([sys.executable, str(archive), str(tmp_path), str(tmp_path / "archived")],
+                            capture_output=True, text=True, timeout=120)
+    assert copied.returncode == 0 and copied.stdout.startswith("8 files"), copied.stdout + copied.stderr
+    again = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(tmp_path / "archived" / "dp3"),
+                            str(tmp_path / "archived" / "dp3"), str(tmp_path / "archived" / "other")],
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout == compact.stdout, again.stdout + again.stderr
 
 
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):

@@ -1,0 +1,59 @@
+"""Copy the small records of a results root into the repository, so that the tables survive the runs.
+
+  python scripts/archive_results.py [ROOT] [DEST]        (defaults: runs/baseline results/baseline)
+
+`runs/` holds checkpoints and datasets (gigabytes) and is not committed. The tables of the README and
+docs/results.md need only each cell's evaluation and its training metadata, and each encoder's probe:
+this copies those, keeping ROOT's layout, so that `scripts/results_table.py` and
+`scripts/probe_table.py` run on DEST exactly as on ROOT. Files already in DEST are overwritten by
+ROOT's; cells that exist only in DEST are kept. Each copy is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dynarep.fileio import atomic_write_bytes
+
+# what scripts/results_table.py and scripts/probe_table.py read: a finished cell's (one with its
+# eval.json) and a probed encoder's files, beside the file that marks it finished
+CELL = ("eval.json", "eval_dp3_protocol.json", "config.json", "policy/checkpoint.json")
+ENCODER = ("config.json", "checkpoint.json", "log.jsonl", "probe*.json")
+
+
+def records(root: Path) -> list[Path]:
+    """The files to archive, of finished cells and probed encoders only."""
+    cells = [e.parent for e in root.glob("*/*/seed*/eval.json")]
+    encoders = [p.parent for p in root.glob("encoders/*/*/probe.json")]
+    return sorted({f for d in cells for name in CELL for f in d.glob(name)}
+                  | {f for d in encoders for name in ENCODER for f in d.glob(name)})
+
+
+def archived_bytes(path: Path) -> bytes:
+    """The file's bytes, except that a probe drops its per-point PCA colours (for the picture only,
+    and nine tenths of the file)."""
+    if not path.name.startswith("probe"):
+        return path.read_bytes()
+    probe = json.loads(path.read_text())
+    probe.pop("pca_points", None)
+    return json.dumps(probe, indent=2).encode()
+
+
+def archive(root: Path, dest: Path) -> int:
+    if not root.is_dir():
+        sys.exit(f"{root}: not a results root (expected {root}/<variant>/<task>/seed<k>/eval.json)")
+    found = records(root)
+    for path in found:
+        atomic_write_bytes(dest / path.relative_to(root), archived_bytes(path))
+    return len(found)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=Path("runs/baseline"))
+    parser.add_argument("dest", nargs="?", type=Path, default=Path("results/baseline"))
+    a = parser.parse_args()
+    print(f"{archive(a.root, a.dest)} files from {a.root} to {a.dest}")

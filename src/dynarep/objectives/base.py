@@ -81,7 +81,7 @@ CONFIGS: dict[str, type] = {}
 
 
 def objective_config(name: str) -> type:
-    from dynarep.objectives import afro, dynamo3d, random_init  # noqa: F401  (importing registers them)
+    from dynarep.objectives import afro, dynamo3d, pointmae, random_init  # noqa: F401  (importing registers them)
 
     OBJECTIVES.get(name)  # a clear error for an unknown name
     return CONFIGS[name]

@@ -51,7 +51,7 @@ class PretrainArgs:
     """Pre-train a visual encoder with a self-supervised objective (no action labels needed)."""
 
     method: str = "afro"
-    """afro, dynamo3d, or random (the frozen random-encoder baseline)."""
+    """afro, dynamo3d, pointmae, or random (the frozen random-encoder baseline)."""
     data: tuple[Path, ...] = ()
     out: Path = Path("runs/pretrain")
     preset: str = "cpu"

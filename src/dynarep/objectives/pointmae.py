@@ -1,0 +1,124 @@
+"""Point-MAE (Pang et al. 2022): static masked-autoencoding pre-training of a point-cloud encoder, the
+"3D-Pre-S" baseline of AFRO's Table 1 and Figures 5 and 6. One frame at a time, no dynamics:
+  patches    G centres by farthest-point sampling, each with its k nearest points (relative to the centre)
+  masking    a random `mask_ratio` of the patches per cloud
+  encoding   the encoder sees only the points of the visible patches
+  decoding   a small transformer over the encoder's output token and one mask token per masked patch
+             (learned token + positional MLP of its centre) predicts each masked patch's k points
+  loss       Chamfer distance (squared L2, both directions) between predicted and true masked patches
+Point-MAE's encoder is a transformer over patch tokens whose visible tokens all reach the decoder.
+dynarep's policies read one global feature from DP3's PointNet (or the point transformer), so here
+the decoder sees the visible part only through that exported feature: pre-training trains exactly
+what the policy reads (our choice; AFRO's paper does not say how it adapted Point-MAE to its encoder).
+Sizes: Point-MAE cuts 1024 points into 64 patches of 32 with mask ratio 0.6 and a 4-block decoder
+of width 384; DP3's clouds have 512 points, so the defaults here are 32 patches of 16 (the same
+coverage of 1 point per point) and the `cpu` preset's decoder is 2 blocks of width 128.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from dynarep.objectives.base import CONFIGS, Objective, ObjectiveConfig, register_objective
+from dynarep.objectives.teacher import feature_statistics
+
+
+@dataclass
+class PointMAEConfig(ObjectiveConfig):
+    window: int = 1
+    """Point-MAE sees single frames."""
+    num_groups: int = 32
+    group_size: int = 16
+    mask_ratio: float = 0.6
+    fdm_width: int = 384
+    """Decoder width (named like AFRO's DiT width so that the `cpu` preset shrinks both alike)."""
+    fdm_depth: int = 4
+    """Decoder blocks."""
+    decoder_heads: int = 4
+
+
+def farthest_point_centres(points: torch.Tensor, count: int) -> torch.Tensor:
+    """(B, N, 3) → (B, count) indices by farthest-point sampling, starting from point 0.
+    Written here rather than with fpsample because it runs on the batch's device, all clouds at once
+    (fpsample takes one NumPy cloud at a time)."""
+    B, N, _ = points.shape
+    chosen = torch.zeros(B, count, dtype=torch.long, device=points.device)
+    distance = torch.full((B, N), float("inf"), device=points.device)
+    latest = torch.zeros(B, dtype=torch.long, device=points.device)
+    batch = torch.arange(B, device=points.device)
+    for i in range(count):
+        chosen[:, i] = latest
+        step = ((points - points[batch, latest][:, None]) ** 2).sum(-1)
+        distance = torch.minimum(distance, step)
+        latest = distance.argmax(dim=1)
+    return chosen
+
+
+def group_patches(points: torch.Tensor, groups: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, 3) → centres (B, G, 3) and the indices (B, G, k) of each centre's k nearest points."""
+    batch = torch.arange(points.shape[0], device=points.device)[:, None]
+    centres = points[batch, farthest_point_centres(points, groups)]
+    return centres, torch.cdist(centres, points).topk(size, dim=-1, largest=False).indices
+
+
+def chamfer(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared-L2 Chamfer distance between point sets (..., k, 3), both directions."""
+    d = torch.cdist(pred, target) ** 2
+    return d.min(dim=-1).values.mean() + d.min(dim=-2).values.mean()
+
+
+class PatchDecoder(nn.Module):
+    """A transformer over [encoder token, mask tokens at the masked centres] → k points per mask token."""
+
+    def __init__(self, feature_dim: int, width: int, depth: int, heads: int, group_size: int):
+        super().__init__()
+        self.feature = nn.Linear(feature_dim, width)
+        self.mask_token = nn.Parameter(torch.zeros(width))
+        self.position = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, width))
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 3 * group_size)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def forward(self, feature: torch.Tensor, masked_centres: torch.Tensor) -> torch.Tensor:
+        """(B, D), (B, M, 3) → (B, M, k, 3)."""
+        masks = self.mask_token + self.position(masked_centres)
+        tokens = self.blocks(torch.cat([self.feature(feature)[:, None], masks], dim=1))
+        return rearrange(self.head(self.norm(tokens[:, 1:])), "b m (k c) -> b m k c", c=3)
+
+
+@register_objective("pointmae")
+class PointMAE(Objective):
+    def __init__(self, cfg: PointMAEConfig):
+        super().__init__(cfg)
+        if not 0 < cfg.mask_ratio < 1:
+            raise ValueError(f"mask_ratio: expected a fraction strictly between 0 and 1, got {cfg.mask_ratio}")
+        self.decoder = PatchDecoder(self.encoder.output_dim, cfg.fdm_width, cfg.fdm_depth, cfg.decoder_heads,
+                                    cfg.group_size)
+
+    def masked_split(self, groups: int, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random (visible, masked) patch indices per cloud: (B, G - M), (B, M)."""
+        masked = round(self.cfg.mask_ratio * groups)
+        order = torch.rand(batch, groups, device=device).argsort(dim=1)
+        return order[:, masked:], order[:, :masked]
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        clouds = rearrange(batch["point_cloud"], "b l n c -> (b l) n c")
+        centres, nearest = group_patches(clouds[..., :3], self.cfg.num_groups, self.cfg.group_size)
+        visible, masked = self.masked_split(self.cfg.num_groups, clouds.shape[0], clouds.device)
+        rows = torch.arange(clouds.shape[0], device=clouds.device)[:, None]
+        seen = clouds[rows[..., None], nearest[rows, visible]]  # (B, G - M, k, C), every channel
+        feature = self.encoder({"point_cloud": rearrange(seen, "b g k c -> b (g k) c")})
+        pred = self.decoder(feature, centres[rows, masked])
+        hidden = clouds[rows[..., None], nearest[rows, masked]][..., :3] - centres[rows, masked][:, :, None]
+        loss = chamfer(rearrange(pred, "b m k c -> (b m) k c"), rearrange(hidden, "b m k c -> (b m) k c"))
+        return {"loss": loss, "chamfer": loss.detach(), **feature_statistics(feature)}
+
+
+CONFIGS["pointmae"] = PointMAEConfig

@@ -1,6 +1,6 @@
 """Pre-training speed: windows per second of each objective at the `cpu` and `paper` presets.
 
-  python bench/pretrain.py --data data/button-press.zarr [--methods afro dynamo3d] [--presets cpu paper]
+  python bench/pretrain.py --data data/button-press.zarr [--methods afro dynamo3d pointmae] [--presets cpu paper]
 
 A window is one sample of the objective (AFRO `paper`: 33 frames of 512 points, 17 of them
 encoded by the online and the EMA encoders). The full step is timed: encoders, IDM/FDM, VICReg,
@@ -59,7 +59,7 @@ def synchronize(device: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--methods", nargs="+", default=["afro", "dynamo3d"])
+    p.add_argument("--methods", nargs="+", default=["afro", "dynamo3d", "pointmae"])
     p.add_argument("--presets", nargs="+", default=["cpu", "paper"])
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=None)

@@ -63,6 +63,9 @@ class Objective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.compute_loss(self.prepare(batch))
 
+    def on_step_end(self, step: int, total: int) -> None:
+        """After each optimiser step (methods with an EMA teacher move it here)."""
+
     def parameter_groups(self, lr: float, encoder_lr: float | None) -> list[dict]:
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr, "name": "objective"}] if params else []

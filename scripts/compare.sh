@@ -11,12 +11,13 @@
 #        | dp3-frozen                               control: the encoder DP3 learned end to end for this
 #                                                   task and seed, frozen under a new state MLP and UNet
 #                                                   (what AFRO's transfer protocol costs by itself)
-# ENCODER: a method (random, dynamo3d, afro), then options joined by "-", e.g. afro-mse, afro-copy-det:
+# ENCODER: a method (random, dynamo3d, pointmae, afro), then options joined by "-", e.g. afro-mse, afro-copy-det:
 #   Table 5's ablations: det (deterministic FDM), pair (raw pair instead of the difference), noic (no
 #   inverse consistency), mse (MSE instead of VICReg), act64, act128 (latent action size), k1, k16
 #   (interval); and, not in Table 5: copy (the EMA teacher starts as a copy of the online encoder,
 #   with a final LayerNorm and PyTorch's initialisation in the DiT, as dynarep did before it followed
-#   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows).
+#   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows);
+#   for pointmae: nocentres (the decoder is not told where the masked patches lie).
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 # Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
@@ -59,6 +60,7 @@ pretrain_options() {  # `dynarep pretrain` options of an encoder name: method fi
       k1|k16) sets+=("interval=${option#k}") ;;
       copy) sets+=(teacher_init=copy fdm_final_norm=true fdm_init=default) ;;
       long) steps=(--steps 1600) ;;
+      nocentres) sets+=(decoder_sees_centres=false) ;;
       *) echo "unknown option '$option' in encoder $1" >&2; exit 2 ;;
     esac
   done

@@ -51,7 +51,7 @@ def test_encoder_sees_only_the_visible_patches():
     torch.manual_seed(1)
     out = mae.compute_loss({"point_cloud": clouds})
     torch.manual_seed(1)  # the same draw of masks
-    visible, masked = mae.masked_split(8, 2, clouds.device)
+    visible, masked = mae.masked_split(2, clouds.device)
     assert set(visible[0].tolist()).isdisjoint(masked[0].tolist()) and len(visible[0]) == len(masked[0]) == 4
     _, nearest = group_patches(clouds[:, 0], 8, 4)
     for b in range(2):
@@ -72,3 +72,15 @@ def test_pretraining_on_real_data_reduces_the_loss_and_the_policy_loads_it(tmp_p
                                                       device="cpu", encoder=out, freeze=True, out=tmp_path / "frozen")))
     for key, value in policy.encoder.state_dict().items():
         torch.testing.assert_close(value, tensors[f"encoder.{key}"])
+
+
+def test_decoder_told_no_centres_predicts_the_masked_set_from_the_feature():
+    torch.manual_seed(0)
+    cfg = PointMAEConfig(num_groups=10, group_size=4, mask_ratio=0.6, fdm_width=32, fdm_depth=1, decoder_sees_centres=False)
+    mae = PointMAE(cfg)
+    assert mae.decoder.slots.shape == (6, 32)
+    out = mae.compute_loss({"point_cloud": torch.rand(3, 1, 40, 3)})
+    out["loss"].backward()
+    assert mae.decoder.slots.grad.abs().sum() > 0 and mae.decoder.position[0].weight.grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mae.encoder.parameters())
+    assert out["chamfer_other_feature"] > 0

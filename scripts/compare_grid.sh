@@ -8,13 +8,19 @@
 # Run it again after an interruption: finished cells are skipped (scripts/baseline.sh), an encoder
 # or dataset that two lanes need is made once (scripts/compare.sh locks it), and interrupted
 # training resumes from its last checkpoint. Exits non-zero if any line failed.
+# After each finished cell, its records are copied into ARCHIVE (scripts/archive_results.py; default
+# results/baseline when ROOT is the default runs/baseline, else none) to be committed: runs/ is not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROOT=${ROOT:-runs/baseline} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+default_archive=; [ "$ROOT" = runs/baseline ] && default_archive=results/baseline
+export ARCHIVE=${ARCHIVE-$default_archive}
 mkdir -p "$ROOT/logs"
 # shellcheck disable=SC2016  # the inner script expands its own arguments
 grep -v -E '^[[:space:]]*(#|$)' "${1:-/dev/stdin}" | xargs -P "${LANES:-2}" -L 1 bash -c '
   log=$ROOT/logs/$(IFS=-; echo "$*").log
   echo "start: $* ($(date +%T))"
-  if scripts/compare.sh "$@" > "$log" 2>&1; then echo "done: $* ($(date +%T))"; else echo "FAILED: $* (see $log)"; exit 1; fi
+  if ! scripts/compare.sh "$@" > "$log" 2>&1; then echo "FAILED: $* (see $log)"; exit 1; fi
+  if [ -n "$ARCHIVE" ]; then .venv/bin/python scripts/archive_results.py "$ROOT" "$ARCHIVE" >> "$log"; fi
+  echo "done: $* ($(date +%T))"
 ' cell

@@ -14,8 +14,9 @@ dynarep's policies read one global feature from DP3's PointNet (or the point tra
 the decoder sees the visible part only through that exported feature: pre-training trains exactly
 what the policy reads (our choice; AFRO's paper does not say how it adapted Point-MAE to its encoder).
 Sizes: Point-MAE cuts 1024 points into 64 patches of 32 with mask ratio 0.6 and a 4-block decoder
-of width 384; DP3's clouds have 512 points, so the defaults here are 32 patches of 16 (the same
-coverage of 1 point per point) and the `cpu` preset's decoder is 2 blocks of width 128.
+of width 384; DP3's clouds have 512 points, so the defaults here are 32 patches of 16 (Point-MAE's
+patches cover each point about twice, these about once; `--set num_groups=64 group_size=16` doubles
+that) and the `cpu` preset's decoder is 2 blocks of width 128.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class PointMAEConfig(ObjectiveConfig):
     fdm_depth: int = 4
     """Decoder blocks."""
     decoder_heads: int = 4
+    """Point-MAE's decoder has 6; 4 divides both presets' widths (384 and 128)."""
 
 
 def farthest_point_centres(points: torch.Tensor, count: int) -> torch.Tensor:

@@ -84,3 +84,13 @@ def test_decoder_told_no_centres_predicts_the_masked_set_from_the_feature():
     assert mae.decoder.slots.grad.abs().sum() > 0 and mae.decoder.position[0].weight.grad is None
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in mae.encoder.parameters())
     assert out["chamfer_other_feature"] > 0
+
+
+def test_impossible_patch_settings_are_refused_with_the_numbers():
+    from dynarep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mask_ratio 0.01 of 32 patches"):
+        PointMAE(PointMAEConfig(mask_ratio=0.01, fdm_width=32, fdm_depth=1))
+    mae = PointMAE(PointMAEConfig(num_groups=8, group_size=64, fdm_width=32, fdm_depth=1))
+    with pytest.raises(ConfigError, match=r"8 patches of 64 points need clouds of at least that many points, got 40"):
+        mae.compute_loss({"point_cloud": torch.rand(2, 1, 40, 3)})

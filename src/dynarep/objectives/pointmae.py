@@ -27,6 +27,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from dynarep.errors import ConfigError
 from dynarep.objectives.base import CONFIGS, Objective, ObjectiveConfig, register_objective
 from dynarep.objectives.teacher import feature_statistics
 
@@ -111,7 +112,10 @@ class PointMAE(Objective):
     def __init__(self, cfg: PointMAEConfig):
         super().__init__(cfg)
         if not 0 < cfg.mask_ratio < 1:
-            raise ValueError(f"mask_ratio: expected a fraction strictly between 0 and 1, got {cfg.mask_ratio}")
+            raise ConfigError(f"pointmae mask_ratio: expected a fraction strictly between 0 and 1, got {cfg.mask_ratio}")
+        if not 0 < self.masked_count() < cfg.num_groups:
+            raise ConfigError(f"pointmae: mask_ratio {cfg.mask_ratio} of {cfg.num_groups} patches leaves no patch "
+                              "masked or none visible")
         slots = 0 if cfg.decoder_sees_centres else self.masked_count()
         self.decoder = PatchDecoder(self.encoder.output_dim, cfg.fdm_width, cfg.fdm_depth, cfg.decoder_heads,
                                     cfg.group_size, slots)
@@ -126,6 +130,9 @@ class PointMAE(Objective):
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         clouds = rearrange(batch["point_cloud"], "b l n c -> (b l) n c")
+        if max(self.cfg.num_groups, self.cfg.group_size) > clouds.shape[1]:
+            raise ConfigError(f"pointmae: {self.cfg.num_groups} patches of {self.cfg.group_size} points need clouds "
+                              f"of at least that many points, got {clouds.shape[1]} (point_cloud {tuple(clouds.shape)})")
         centres, nearest = group_patches(clouds[..., :3], self.cfg.num_groups, self.cfg.group_size)
         visible, masked = self.masked_split(clouds.shape[0], clouds.device)
         rows = torch.arange(clouds.shape[0], device=clouds.device)[:, None]

@@ -17,7 +17,8 @@
 #   (interval); and, not in Table 5: copy (the EMA teacher starts as a copy of the online encoder,
 #   with a final LayerNorm and PyTorch's initialisation in the DiT, as dynarep did before it followed
 #   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows);
-#   for pointmae: nocentres (the decoder is not told where the masked patches lie).
+#   for pointmae: nocentres (the decoder is not told where the masked patches lie); for random:
+#   noiseN (each weight tensor moved by N% of its RMS in Gaussian noise, e.g. random-noise5).
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 # Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
@@ -61,6 +62,7 @@ pretrain_options() {  # `dynarep pretrain` options of an encoder name: method fi
       copy) sets+=(teacher_init=copy fdm_final_norm=true fdm_init=default) ;;
       long) steps=(--steps 1600) ;;
       nocentres) sets+=(decoder_sees_centres=false) ;;
+      noise[0-9]|noise[0-9][0-9]) sets+=("weight_noise=$(printf '0.%02d' "${option#noise}")") ;;
       *) echo "unknown option '$option' in encoder $1" >&2; exit 2 ;;
     esac
   done

@@ -385,3 +385,14 @@ def test_pad_after_adds_windows_past_each_episode_end(pretrained, tmp_path):
     padded = json.loads((out / "config.json").read_text())["windows"]
     plain = json.loads((pretrained / "config.json").read_text())["windows"]
     assert padded == plain + 4 * 2  # the fixture holds two episodes
+
+
+def test_random_encoder_with_weight_noise_moves_each_tensor_by_that_fraction(tmp_path):
+    out = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "noisy", seed=3, device="cpu",
+                                set=("weight_noise=0.05",)))
+    tensors, _ = load_checkpoint(out)
+    torch.manual_seed(3)
+    start = build_objective("random", RandomInitConfig()).encoder.state_dict()
+    for key, value in start.items():
+        change = (tensors[f"encoder.{key}"] - value).norm() / value.norm().clamp_min(1e-12)
+        assert change == pytest.approx(0.05, rel=0.3) if value.abs().sum() > 0 else change == 0, (key, change)

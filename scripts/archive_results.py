@@ -3,8 +3,9 @@
   python scripts/archive_results.py [ROOT] [DEST]        (defaults: runs/baseline results/baseline)
 
 `runs/` holds checkpoints and datasets (gigabytes) and is not committed. The tables of the README and
-docs/results.md need only each cell's evaluation and its training metadata, and each encoder's probe:
-this copies those, keeping ROOT's layout, so that `scripts/results_table.py` and
+docs/results.md need only each cell's evaluation and its training metadata, and each encoder's probe
+and weights (DP3's PointNet: a quarter of a megabyte; policies can be trained on it again without
+pre-training, and scripts/weight_change.py reads it): this copies those, keeping ROOT's layout, so that `scripts/results_table.py` and
 `scripts/probe_table.py` run on DEST exactly as on ROOT. Files already in DEST are overwritten by
 ROOT's; cells that exist only in DEST are kept. Each copy is written atomically.
 """
@@ -21,7 +22,7 @@ from dynarep.fileio import atomic_write_bytes
 # what scripts/results_table.py and scripts/probe_table.py read: a finished cell's (one with its
 # eval.json) and a probed encoder's files, beside the file that marks it finished
 CELL = ("eval.json", "eval_dp3_protocol.json", "config.json", "policy/checkpoint.json")
-ENCODER = ("config.json", "checkpoint.json", "log.jsonl", "probe*.json")
+ENCODER = ("config.json", "checkpoint.json", "model.safetensors", "log.jsonl", "probe*.json")
 
 
 def records(root: Path) -> list[Path]:

@@ -396,3 +396,16 @@ def test_random_encoder_with_weight_noise_moves_each_tensor_by_that_fraction(tmp
     for key, value in start.items():
         change = (tensors[f"encoder.{key}"] - value).norm() / value.norm().clamp_min(1e-12)
         assert change == pytest.approx(0.05, rel=0.3) if value.abs().sum() > 0 else change == 0, (key, change)
+    # scripts/weight_change.py reads the same distance off the two exported encoders
+    import subprocess
+    import sys
+
+    start_dir = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "start", seed=3, device="cpu"))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "weight_change.py"
+    table = subprocess.run([sys.executable, str(script), "--start", str(start_dir), str(out), str(start_dir)],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    header, _, noisy, same = table.stdout.splitlines()
+    cells = dict(zip(header.split(" | ")[1:], noisy.split(" | ")[1:]))
+    assert abs(float(cells["mlp.3.weight"]) - 0.05) < 0.01 and "mlp.1.bias" not in cells, table.stdout
+    assert set(same.split(" | ")[1:-1]) == {"0.000"}, table.stdout

@@ -18,7 +18,8 @@
 #   with a final LayerNorm and PyTorch's initialisation in the DiT, as dynarep did before it followed
 #   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows);
 #   for pointmae: nocentres (the decoder is not told where the masked patches lie); for random:
-#   noiseN (each weight tensor moved by N% of its RMS in Gaussian noise, e.g. random-noise5).
+#   noiseN (each weight tensor moved by N% of its RMS in Gaussian noise, e.g. random-noise5); for
+#   any method: sN (pre-training seed N instead of 0, which also draws the initial encoder: random-s1).
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 # Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
@@ -48,7 +49,7 @@ collect_missing() {  # TASK DATA
 }
 
 pretrain_options() {  # `dynarep pretrain` options of an encoder name: method first, then its options
-  local method=${1%%-*} sets=() steps=() option
+  local method=${1%%-*} sets=() steps=() seed=0 option
   IFS=- read -ra words <<<"${1#"$method"}"
   for option in "${words[@]}"; do
     case $option in
@@ -62,11 +63,12 @@ pretrain_options() {  # `dynarep pretrain` options of an encoder name: method fi
       copy) sets+=(teacher_init=copy fdm_final_norm=true fdm_init=default) ;;
       long) steps=(--steps 1600) ;;
       nocentres) sets+=(decoder_sees_centres=false) ;;
+      s[0-9]) seed=${option#s} ;;
       noise[0-9]|noise[0-9][0-9]) sets+=("weight_noise=$(printf '0.%02d' "${option#noise}")") ;;
       *) echo "unknown option '$option' in encoder $1" >&2; exit 2 ;;
     esac
   done
-  echo --method "$method" "${steps[@]}" ${sets[@]:+--set "${sets[@]}"}
+  echo --method "$method" --seed "$seed" "${steps[@]}" ${sets[@]:+--set "${sets[@]}"}
 }
 
 encoder() {  # pre-train ENCODER on SCOPE (a task, or "multi") once and probe it; print its directory
@@ -90,7 +92,7 @@ pretrain_and_probe() {  # ENCODER SCOPE OUT: what encoder() needs made, unless i
       data+=("$(dataset "$scope")")
     fi
     # shellcheck disable=SC2086  # options are words made above, without spaces inside
-    timed "pretrain $name $scope" $DR pretrain $options --data "${data[@]}" --preset cpu --seed 0 --out "$out"
+    timed "pretrain $name $scope" $DR pretrain $options --data "${data[@]}" --preset cpu --out "$out"
   fi
   if [ ! -f "$out/probe.json" ]; then  # probed on the task's own demonstrations, also for multi
     local probe_data; probe_data=$(dataset "${scope/multi/$task}")

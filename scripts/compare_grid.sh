@@ -10,15 +10,19 @@
 # training resumes from its last checkpoint. Exits non-zero if any line failed.
 # After each finished cell, its records are copied into ARCHIVE (scripts/archive_results.py; default
 # results/baseline when ROOT is the default runs/baseline, else none) to be committed: runs/ is not.
+# Each cell's processes may allocate at most MEM_LIMIT_GB (default 10) of data memory (ulimit -d):
+# a process that runs away then fails with an allocation error and its traceback in the cell's log,
+# instead of the kernel's OOM killer taking it, or the other lane, without a word.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROOT=${ROOT:-runs/baseline} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 default_archive=; [ "$ROOT" = runs/baseline ] && default_archive=results/baseline
-export ARCHIVE=${ARCHIVE-$default_archive}
+export ARCHIVE=${ARCHIVE-$default_archive} MEM_LIMIT_GB=${MEM_LIMIT_GB:-10}
 mkdir -p "$ROOT/logs"
 # shellcheck disable=SC2016  # the inner script expands its own arguments
 grep -v -E '^[[:space:]]*(#|$)' "${1:-/dev/stdin}" | xargs -P "${LANES:-2}" -L 1 bash -c '
   log=$ROOT/logs/$(IFS=-; echo "$*").log
+  ulimit -d $((MEM_LIMIT_GB * 1024 * 1024))
   echo "start: $* ($(date +%T))"
   if ! scripts/compare.sh "$@" > "$log" 2>&1; then echo "FAILED: $* (see $log)"; exit 1; fi
   if [ -n "$ARCHIVE" ]; then .venv/bin/python scripts/archive_results.py "$ROOT" "$ARCHIVE" >> "$log"; fi

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dynarep.evaluation.report import success_rows, success_table
-from dynarep.runtime import find_jemalloc
+from dynarep.runtime import JEMALLOC_CONF, find_jemalloc
 
 DR = [sys.executable, "-m", "dynarep.cli"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -57,6 +57,8 @@ def test_demo_report_tables_match_the_outputs(demo_dir: Path):
         assert rows[name][4] == "4"
         assert ev["command"].startswith(f"dynarep eval --policy {demo_dir / 'policies' / name / 'seed0'}")
         assert ev["versions"]["allocator"] == ("jemalloc" if find_jemalloc() else "glibc")
+        if find_jemalloc():  # the tuning in force is recorded with the result
+            assert ev["versions"]["malloc_conf"] == JEMALLOC_CONF
     blind = json.loads((demo_dir / "policies" / "dp3" / "seed0" / "eval.json").read_text())["blind_replay"]
     assert rows["blind replay (no observation)"][2].startswith(f"{blind['success_rate']:.2f}")
 

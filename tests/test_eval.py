@@ -57,6 +57,7 @@ def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     split = r["time_split_seconds"]
     assert set(split) == {"simulation", "rendering", "point_cloud", "policy"} and min(split.values()) > 0
     assert sum(split.values()) < r["wall_seconds"] and "button-press: success" in proc.stdout
+    assert 100 < r["peak_memory_mb"] < 24 * 1024  # MuJoCo and torch alone take more than 100 MB
 
 
 def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):

@@ -18,7 +18,7 @@ import torch
 
 from dynarep.config import save_json
 from dynarep.errors import ConfigError
-from dynarep.runtime import provenance
+from dynarep.runtime import peak_memory_mb, provenance
 
 
 @dataclass
@@ -328,6 +328,7 @@ def evaluate(args: EvalArgs) -> dict:
         report["over_blind_replay"] = what_observation_earns(report)
     report["gifs"] = save_gifs(gifs, Path(args.out))
     report["wall_seconds"] = round(time.time() - start, 1)
+    report["peak_memory_mb"] = peak_memory_mb()  # this process only, not evaluation workers
     total = {k: float(sum(r.timing.get(k, 0.0) for r in results)) for k in (*TIME_SPLIT, "policy")}
     report["time_split_seconds"] = total
     report.update(provenance())

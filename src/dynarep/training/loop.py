@@ -26,6 +26,7 @@ from torch import nn
 
 from dynarep.data.sampler import SequenceSampler
 from dynarep.errors import ConfigError
+from dynarep.runtime import peak_memory_mb
 from dynarep.training.checkpoint import (
     CheckpointError,
     flatten_optimizer,
@@ -274,6 +275,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 rate = seen / (time.perf_counter() - t0)
                 record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate,
+                          "peak_memory_mb": peak_memory_mb(),
                           **{k: float(np.mean([x[k] for x in losses])) for k in losses[0]}}
                 self.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", sps=f"{rate:.0f}")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# DP3 training throughput under the three allocators, alternated (absolute speed drifts on these
+# DP3 training throughput under four allocators, alternated (absolute speed drifts on these
 # machines, so only a comparison within one window means anything):
 #   bench/allocators.sh DATA [ROUNDS] [BATCH] [POLICY]
-# glibc as shipped, glibc with dynarep's tuning, and jemalloc with dynarep's tuning. With POLICY (a
-# trained policy directory), also evaluates it for EPISODES (default 20) episodes under glibc, under
-# dynarep's jemalloc tuning and under the DP3 measurements' (which adds oversize_threshold:1), and
-# prints each one's wall time and peak resident memory: the last grows with every episode.
+# glibc as shipped, glibc with dynarep's tuning, jemalloc with dynarep's tuning, and jemalloc with
+# the DP3 measurements' tuning (which adds oversize_threshold:1). With POLICY (a trained policy
+# directory), also evaluates it for EPISODES (default 20) episodes under glibc and both jemalloc
+# tunings, and prints each one's wall time and peak resident memory: under the DP3 measurements'
+# tuning it grows with every episode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$1; rounds=${2:-2}; batch=${3:-128}; policy=${4:-}
@@ -21,6 +22,8 @@ for _ in $(seq "$rounds"); do
   if [ -n "$lib" ]; then
     echo -n "jemalloc, tuned:   "
     LD_PRELOAD=$lib MALLOC_CONF=$JE run --malloc-tuning off
+    echo -n "jemalloc, DP3's:   "
+    LD_PRELOAD=$lib MALLOC_CONF=$DP3_JE run --malloc-tuning off
   fi
 done
 [ -z "$policy" ] && exit 0

@@ -76,6 +76,27 @@ def tune_allocator() -> bool:
     return ok
 
 
+_ALL_ARENAS = 4096  # jemalloc's MALLCTL_ARENAS_ALL
+
+
+def release_free_memory() -> bool:
+    """Give the pages of freed blocks back to the OS; returns whether the allocator did.
+
+    Why: with purging off (decay -1, for speed) jemalloc never merges neighbouring freed blocks
+    either (it merges them only when it purges), so when request sizes vary a larger request finds
+    no free block big enough and takes new pages. Measured on an AFRO fine-tuning of coffee-push:
+    59 MB allocated, 1.5 GB resident after 150 steps and still growing by 5 MB a step. Purging every
+    few hundred steps bounds that for the cost of faulting the pages in again once. Under glibc
+    `malloc_trim` does the same for its heap."""
+    try:
+        libc = ctypes.CDLL(None)
+        if allocator() == "jemalloc":
+            return libc.mallctl(f"arena.{_ALL_ARENAS}.purge".encode(), None, None, None, ctypes.c_size_t(0)) == 0
+        return bool(libc.malloc_trim(ctypes.c_size_t(0)))
+    except (OSError, AttributeError):  # neither jemalloc nor glibc: nothing to release
+        return False
+
+
 # The command line that is running, recorded in every output so a report can show how it was made.
 # `dynarep` sets it from argv; the demo sets it for each stage it runs in-process.
 _command: str | None = None
@@ -125,6 +146,15 @@ def peak_memory_mb() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # macOS counts bytes, Linux KB
+
+
+def resident_memory_mb() -> float | None:
+    """This process's resident memory now, in MB (Linux; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def provenance() -> dict:

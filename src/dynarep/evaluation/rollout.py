@@ -18,7 +18,7 @@ import torch
 
 from dynarep.config import save_json
 from dynarep.errors import ConfigError
-from dynarep.runtime import peak_memory_mb, provenance
+from dynarep.runtime import peak_memory_mb, provenance, release_free_memory
 
 
 @dataclass
@@ -222,6 +222,7 @@ def run_one(policy, scene, seed: int, index: int, max_steps: int, device: str, s
     if replay is not None:
         ok_b, len_b, _, _ = run_episode(scene, env_seed, min(max_steps, len(replay)), lambda a, t: replay[t:])
         blind = EpisodeResult(seed, index, env_seed, ok_b, len_b)
+    release_free_memory()  # an episode's buffers vary in size; see runtime.release_free_memory
     return result, blind, frames
 
 

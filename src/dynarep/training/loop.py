@@ -26,7 +26,7 @@ from torch import nn
 
 from dynarep.data.sampler import SequenceSampler
 from dynarep.errors import ConfigError
-from dynarep.runtime import peak_memory_mb
+from dynarep.runtime import release_free_memory, resident_memory_mb
 from dynarep.training.checkpoint import (
     CheckpointError,
     flatten_optimizer,
@@ -59,6 +59,8 @@ class TrainConfig:
     val_batches: int = 8
     checkpoint_every: int = 500
     log_every: int = 10
+    release_memory_every: int = 50
+    """Return freed memory to the OS every this many steps (0: never); see runtime.release_free_memory."""
     seed: int = 0
     device: str = "auto"
     """'auto' (CUDA if available), 'cpu' or 'cuda'."""
@@ -275,7 +277,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 rate = seen / (time.perf_counter() - t0)
                 record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], "samples_per_s": rate,
-                          "peak_memory_mb": peak_memory_mb(),
+                          "memory_mb": resident_memory_mb(),
                           **{k: float(np.mean([x[k] for x in losses])) for k in losses[0]}}
                 self.log(record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", sps=f"{rate:.0f}")
@@ -289,6 +291,8 @@ class Trainer:
                 self._callback_seconds += time.perf_counter() - started
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save()
+            if cfg.release_memory_every and self.step % cfg.release_memory_every == 0:
+                release_free_memory()
             bar.update(1)
         bar.close()
         self.acc.wait_for_everyone()

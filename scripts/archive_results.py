@@ -7,13 +7,15 @@ docs/results.md need only each cell's evaluation and its training metadata, and 
 and weights (DP3's PointNet: a quarter of a megabyte; policies can be trained on it again without
 pre-training, and scripts/weight_change.py reads it): this copies those, keeping ROOT's layout, so that `scripts/results_table.py` and
 `scripts/probe_table.py` run on DEST exactly as on ROOT. Files already in DEST are overwritten by
-ROOT's; cells that exist only in DEST are kept. Each copy is written atomically.
+ROOT's; cells that exist only in DEST are kept. Each copy is written atomically. A cell that is a
+link to another cell (a row made of other rows' cells) is archived as the same link.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,9 +27,14 @@ CELL = ("eval.json", "eval_dp3_protocol.json", "config.json", "policy/checkpoint
 ENCODER = ("config.json", "checkpoint.json", "model.safetensors", "log.jsonl", "probe*.json")
 
 
+def linked_cells(root: Path) -> list[Path]:
+    """Cells that are links to another cell (rows that reuse cells, e.g. compare.sh's option sP)."""
+    return sorted(d for d in root.glob("*/*/seed*") if d.is_symlink())
+
+
 def records(root: Path) -> list[Path]:
-    """The files to archive, of finished cells and probed encoders only."""
-    cells = [e.parent for e in root.glob("*/*/seed*/eval.json")]
+    """The files to archive, of finished cells and probed encoders only (a linked cell's are its target's)."""
+    cells = [e.parent for e in root.glob("*/*/seed*/eval.json") if not e.parent.is_symlink()]
     encoders = [p.parent for p in root.glob("encoders/*/*/probe.json")]
     return sorted({f for d in cells for name in CELL for f in d.glob(name)}
                   | {f for d in encoders for name in ENCODER for f in d.glob(name)})
@@ -49,6 +56,11 @@ def archive(root: Path, dest: Path) -> int:
     found = records(root)
     for path in found:
         atomic_write_bytes(dest / path.relative_to(root), archived_bytes(path))
+    for link in linked_cells(root):  # kept as the same relative link, which the layout resolves alike
+        copy = dest / link.relative_to(root)
+        if not copy.is_symlink():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.symlink_to(os.readlink(link))
     return len(found)
 
 

@@ -19,7 +19,10 @@
 #   the authors' code there), long (4 times the `cpu` pre-training: 1600 steps of 32 windows);
 #   for pointmae: nocentres (the decoder is not told where the masked patches lie); for random:
 #   noiseN (each weight tensor moved by N% of its RMS in Gaussian noise, e.g. random-noise5); for
-#   any method: sN (pre-training seed N instead of 0, which also draws the initial encoder: random-s1).
+#   any method: sN (pre-training seed N instead of 0, which also draws the initial encoder: random-s1),
+#   sP (pre-training seed = the policy seed: each seed of the row has its own encoder; the cell is
+#   the one of option sN, e.g. afro-s1-frozen for seed 1 and afro-frozen for seed 0, made if
+#   missing and linked under the sP name, so that both rows share it).
 # Encoders land in ROOT/encoders/ENCODER/{TASK,multi}, runs in ROOT/<variant>/<task>/seed<k>/ (see
 # scripts/baseline.sh), wall times in ROOT/times.txt. Datasets are collected on demand.
 # Frozen policies train on features computed once (`dynarep train --cache-features`, about 1.5 times
@@ -102,6 +105,13 @@ pretrain_and_probe() {  # ENCODER SCOPE OUT: what encoder() needs made, unless i
 
 policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on that encoder
   local variant=$1 extra=() base=$1
+  if [[ $variant == *-sP-* ]]; then  # the cell of this seed's encoder, linked under the sP name
+    local concrete=${variant/-sP/$([ "$seed" = 0 ] || echo "-s$seed")}
+    policy "$concrete"
+    mkdir -p "$root/$variant/$task"
+    ln -sfn "../../$concrete/$task/seed$seed" "$root/$variant/$task/seed$seed"
+    return
+  fi
   if [[ $base == *-std ]]; then base=${base%-std}; extra=(--standardize-features); fi
   local mode=${base##*-} name=${base%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi

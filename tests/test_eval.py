@@ -109,11 +109,20 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     archive = Path(__file__).resolve().parents[1] / "scripts" / "archive_results.py"
     (tmp_path / "dp3" / "button-press" / "seed2").mkdir()  # a cell without its eval.json: not archived
     (tmp_path / "dp3" / "button-press" / "seed2" / "config.json").write_text("{}")
+    # a row made of other rows' cells, linked as scripts/compare.sh links its sP rows: archived as links
+    (tmp_path / "view" / "button-press").mkdir(parents=True)
+    for seed, source in ((0, "dp3"), (1, "other")):
+        (tmp_path / "view" / "button-press" / f"seed{seed}").symlink_to(f"../../{source}/button-press/seed{seed}")
+    rows = [tmp_path / "dp3", tmp_path / "other", tmp_path / "view"]
+    compact = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(rows[0]), *map(str, rows)],
+                             capture_output=True, text=True, timeout=120)
+    assert compact.stdout.splitlines()[-1] == f"| view | **{pooled:.2f}** ×2; Δ +0.00 [+0.00, +0.00] (0,1) |"
     copied = subprocess.run([sys.executable, str(archive), str(tmp_path), str(tmp_path / "archived")],
                             capture_output=True, text=True, timeout=120)
     assert copied.returncode == 0 and copied.stdout.startswith("8 files"), copied.stdout + copied.stderr
-    again = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(tmp_path / "archived" / "dp3"),
-                            str(tmp_path / "archived" / "dp3"), str(tmp_path / "archived" / "other")],
+    assert (tmp_path / "archived" / "view" / "button-press" / "seed1").is_symlink()
+    archived = [tmp_path / "archived" / r.name for r in rows]
+    again = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(archived[0]), *map(str, archived)],
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout == compact.stdout, again.stdout + again.stderr
 

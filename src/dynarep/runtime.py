@@ -11,11 +11,10 @@ from mmapping and trimming large blocks (about 30% of a DP3 step went to the ker
 DYNAREP_MALLOC_TUNING=0 leaves glibc alone.
 
 The DP3 measurements' tuning also had `oversize_threshold:1`, which sends every large allocation to
-one arena. Together with never purging (decay -1) it made evaluation grow without bound: 9.6 GB
-resident after 50 door-open episodes, where glibc stays at 0.7 GB (the renderer's and the point
-cloud's buffers change size from step to step and the arena did not reuse their freed pages).
-Without it evaluation stays at 0.74 GB over 20 episodes and DP3 training is as fast (163 and 165
-samples/s against 156 and 162, alternated, one thread, batch 128), so it is left out.
+one arena. Together with never purging (decay -1) it made evaluation grow with every episode: 9.3 GB
+resident after 20 door-open episodes, against 0.71 GB without it and 0.70 GB under glibc, while DP3
+training is as fast without it (`bench/allocators.sh DATA 2 128 POLICY` measures both; figures in
+the README). So it is left out; see release_free_memory for what never purging still needs.
 """
 
 from __future__ import annotations
@@ -85,9 +84,10 @@ def release_free_memory() -> bool:
     Why: with purging off (decay -1, for speed) jemalloc never merges neighbouring freed blocks
     either (it merges them only when it purges), so when request sizes vary a larger request finds
     no free block big enough and takes new pages. Measured on an AFRO fine-tuning of coffee-push:
-    59 MB allocated, 1.5 GB resident after 150 steps and still growing by 5 MB a step. Purging every
-    few hundred steps bounds that for the cost of faulting the pages in again once. Under glibc
-    `malloc_trim` does the same for its heap."""
+    59 MB allocated, 1.5 GB resident after 150 steps and still growing by 5 MB a step. Purging now
+    and then (the training loop: every 50 steps; evaluation: after each episode) bounds that for
+    the cost of faulting the working set in again once; purging all the time (a finite decay)
+    cost 30% of DP3's training speed. Under glibc `malloc_trim` does the same for its heap."""
     try:
         libc = ctypes.CDLL(None)
         if allocator() == "jemalloc":

@@ -16,7 +16,6 @@ import argparse
 import importlib.util
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -37,12 +36,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def peak_memory_mb(device: str) -> float:
+def peak_memory_mb(device: str) -> float | None:
     import torch
+
+    from dynarep.runtime import peak_memory_mb as peak_resident_mb
 
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return peak_resident_mb()
 
 
 def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> dict:
@@ -167,7 +168,7 @@ def table(report: dict) -> str:
     for r in report["results"]:
         p90 = f"{r['p90_ms']:.1f}" if "p90_ms" in r else ""
         frac = f"{100 * r['fraction_of_matmul_peak']:.0f}%" if "fraction_of_matmul_peak" in r else ""
-        mem = f"{r['peak_memory_mb']:.0f}" if "peak_memory_mb" in r else ""
+        mem = f"{r['peak_memory_mb']:.0f}" if r.get("peak_memory_mb") is not None else ""
         lines.append(f"{r['name']:34s} {r['value']:10.1f}  {r['unit']:20s} {p90:>8s} {mem:>8s} {frac:>7s}")
     return "\n".join(lines)
 

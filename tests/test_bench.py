@@ -3,6 +3,7 @@ trains for real; the numbers themselves are never asserted)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -22,9 +23,10 @@ def test_bench_suite_writes_one_record_per_benchmark(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
+    onnx = ["inference DP3, onnxruntime (cpu)"] if importlib.util.find_spec("onnxruntime") else []
     assert names == ["matmul peak (float32)", "collect: observation pipeline", "collect: end to end",
                      "pretrain afro (cpu)", "pretrain dynamo3d (cpu)", "train DP3 policy (cpu)",
-                     "inference DP3 policy (cpu)"]
+                     "inference DP3 policy (cpu)", *onnx]
     assert all(r["value"] > 0 and r["peak_memory_mb"] > 0 for r in report["results"])
     train = report["results"][5]
     assert train["flops_per_sample"] > 1e8 and 0 < train["fraction_of_matmul_peak"] < 1

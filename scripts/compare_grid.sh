@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 export ROOT=${ROOT:-runs/baseline} OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 default_archive=; [ "$ROOT" = runs/baseline ] && default_archive=results/baseline
 export ARCHIVE=${ARCHIVE-$default_archive} MEM_LIMIT_GB=${MEM_LIMIT_GB:-10}
+if ! [[ $MEM_LIMIT_GB =~ ^[1-9][0-9]*$ ]]; then
+  echo "MEM_LIMIT_GB must be a whole number of gigabytes, got '$MEM_LIMIT_GB'" >&2; exit 2
+fi
 mkdir -p "$ROOT/logs"
 # shellcheck disable=SC2016  # the inner script expands its own arguments
 grep -v -E '^[[:space:]]*(#|$)' "${1:-/dev/stdin}" | xargs -P "${LANES:-2}" -L 1 bash -c '

@@ -5,10 +5,11 @@
 `runs/` holds checkpoints and datasets (gigabytes) and is not committed. The tables of the README and
 docs/results.md need only each cell's evaluation and its training metadata, and each encoder's probe
 and weights (DP3's PointNet: a quarter of a megabyte; policies can be trained on it again without
-pre-training, and scripts/weight_change.py reads it): this copies those, keeping ROOT's layout, so that `scripts/results_table.py` and
-`scripts/probe_table.py` run on DEST exactly as on ROOT. Files already in DEST are overwritten by
-ROOT's; cells that exist only in DEST are kept. Each copy is written atomically. A cell that is a
-link to another cell (a row made of other rows' cells) is archived as the same link.
+pre-training, and scripts/weight_change.py reads it): this copies those, keeping ROOT's layout, so
+that `scripts/results_table.py` and `scripts/probe_table.py` run on DEST exactly as on ROOT. Files
+already in DEST are overwritten by ROOT's; cells that exist only in DEST are kept. A cell that is a
+link to another cell (a row made of other rows' cells) is archived as the same link. Each copy and
+link is written atomically, since the lanes of scripts/compare_grid.sh archive side by side.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from dynarep.fileio import atomic_write_bytes
+from dynarep.fileio import atomic_symlink, atomic_write_bytes
 
 # what scripts/results_table.py and scripts/probe_table.py read: a finished cell's (one with its
 # eval.json) and a probed encoder's files, beside the file that marks it finished
@@ -57,10 +58,7 @@ def archive(root: Path, dest: Path) -> int:
     for path in found:
         atomic_write_bytes(dest / path.relative_to(root), archived_bytes(path))
     for link in linked_cells(root):  # kept as the same relative link, which the layout resolves alike
-        copy = dest / link.relative_to(root)
-        if not copy.is_symlink():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.symlink_to(os.readlink(link))
+        atomic_symlink(dest / link.relative_to(root), os.readlink(link))  # two lanes may archive at once
     return len(found)
 
 

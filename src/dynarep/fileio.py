@@ -15,3 +15,14 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_symlink(path: Path, target: str) -> None:
+    """Make PATH a symbolic link to TARGET, replacing whatever link is there in one step, so that two
+    processes that make the same link at once both succeed (plain `symlink_to` fails for the second)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, path)

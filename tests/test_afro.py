@@ -353,6 +353,26 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     archived = tmp_path / "archived" / "encoders" / "afro-k1" / "fixture"
     again = subprocess.run([sys.executable, str(script), str(archived)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.splitlines()[-1] == row, again.stdout + again.stderr
+    # scripts/probe_vs_success.py pairs each probed encoder with its frozen policies' success: this
+    # probe's file under three more names, the object R² set in the order of their success
+    for name, r2, success in (("afro-k1", 0.5, 0.5), ("b", 0.1, 0.2), ("c", 0.9, 0.9), ("unpaired", 0.5, None)):
+        encoder = tmp_path / "encoders" / name / "fixture"
+        encoder.mkdir(parents=True, exist_ok=True)
+        (encoder / "probe.json").write_text(json.dumps({**report, "r2": {**report["r2"], "object_position": r2}}))
+        if success is not None:
+            for seed, offset in enumerate((-0.1, 0.1)):  # the mean over the seeds is what is ranked
+                cell = tmp_path / f"{name}-frozen" / "fixture" / f"seed{seed}"
+                cell.mkdir(parents=True)
+                (cell / "eval.json").write_text(json.dumps({"success_rate": success + offset}))
+    ranked = subprocess.run([sys.executable, str(script.with_name("probe_vs_success.py")), str(tmp_path), "fixture"],
+                            capture_output=True, text=True, timeout=120)
+    assert ranked.returncode == 0, ranked.stderr[-2000:]
+    lines = ranked.stdout.splitlines()
+    assert "fixture: 3 encoders" in lines  # "unpaired" has no frozen policy
+    assert any(line.startswith("| c | 0.90 (2) |") for line in lines), ranked.stdout
+    rho = [cell.strip() for cell in lines[-1].strip("|").split("|")]
+    assert rho[3] == "+1.00 (0.00)", lines[-1]  # object R², in the order of success
+    assert rho[2] == "–", lines[-1]  # robot R², the same for all three: no ranking
 
 
 def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):

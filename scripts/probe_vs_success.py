@@ -5,14 +5,14 @@
 Pairs each probed encoder ROOT/encoders/NAME/TASK/probe.json (scripts/compare.sh's layout) with the
 frozen policies trained on it, ROOT/NAME-frozen/TASK/seed*/eval.json, and reports, over the encoders
 that have both, Spearman's rank correlation between each probe quantity (R² of the state, action and
-inverse-dynamics probes, feature std before and after a Mish, effective rank) and the frozen policies' mean success. The p
-values are scipy's (t approximation) for each quantity alone: with seven quantities tested per task,
-one p below 0.05 somewhere is what chance alone gives about a third of the time.
+inverse-dynamics probes, feature std before and after a Mish, effective rank) and the frozen
+policies' mean success. The p values are scipy's (t approximation) for each quantity alone: with
+seven quantities tested per task, one p below 0.05 somewhere is what chance alone gives about a
+third of the time.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

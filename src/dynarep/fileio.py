@@ -6,10 +6,16 @@ import os
 from pathlib import Path
 
 
+def _temporary_beside(path: Path) -> Path:
+    """A name in PATH's directory (made if missing) for building PATH before os.replace puts it in place
+    (same directory, so the replace is a rename within one file system); one per process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary_beside(path)
     with open(tmp, "wb") as f:
         f.write(payload)
         f.flush()
@@ -21,8 +27,7 @@ def atomic_symlink(path: Path, target: str) -> None:
     """Make PATH a symbolic link to TARGET, replacing whatever link is there in one step, so that two
     processes that make the same link at once both succeed (plain `symlink_to` fails for the second)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = _temporary_beside(path)
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target)
     os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -13,14 +14,23 @@ def _temporary_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
+def atomic_write_via(path: Path, write: Callable[[Path], None]) -> None:
+    """Let WRITE build the file at a temporary name beside PATH (for writers that take a file name,
+    such as safetensors' save_file), then put it in place in one step."""
     path = Path(path)
     tmp = _temporary_beside(path)
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
+    write(tmp)
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> None:
+    def write_synced(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+
+    atomic_write_via(path, write_synced)
 
 
 def atomic_symlink(path: Path, target: str) -> None:

@@ -11,7 +11,6 @@ scalars and parameter groups, which is what `torch.optim.Optimizer.load_state_di
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dynarep.errors import DynarepError
+from dynarep.fileio import atomic_write_via
 
 WEIGHTS, META = "model.safetensors", "checkpoint.json"
 
 
 class CheckpointError(DynarepError):
     """A checkpoint is missing, truncated or does not fit the model it is loaded into."""
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -62,8 +56,8 @@ def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], meta: dic
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(directory / WEIGHTS, lambda p: save_file(clean, str(p)))
-    _atomic(directory / META, lambda p: p.write_text(json.dumps(meta, indent=1)))
+    atomic_write_via(directory / WEIGHTS, lambda p: save_file(clean, str(p)))
+    atomic_write_via(directory / META, lambda p: p.write_text(json.dumps(meta, indent=1)))
     return directory
 
 

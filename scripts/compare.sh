@@ -7,6 +7,8 @@
 #        | ENCODER-multi-frozen | ENCODER-multi-finetune   ... on those of every development-set task
 #        | ENCODER[-multi]-frozen-std                frozen, features standardised per dimension
 #                                                   (`dynarep train --standardize-features`)
+#        | ENCODER[-multi]-finetune-fulllr           fine-tuned with the encoder at the policy's learning
+#                                                   rate (the `cpu` preset's 1e-4) instead of AFRO's 1e-5
 #        | probe:ENCODER                            pre-train and probe only (no policy)
 #        | dp3-frozen                               control: the encoder DP3 learned end to end for this
 #                                                   task and seed, frozen under a new state MLP and UNet
@@ -103,7 +105,7 @@ pretrain_and_probe() {  # ENCODER SCOPE OUT: what encoder() needs made, unless i
   fi
 }
 
-policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on that encoder
+policy() {  # VARIANT = ENCODER[-multi]-frozen[-std]|finetune[-fulllr]: the policy on that encoder
   local variant=$1 extra=() base=$1
   if [[ $variant == *-sP-* ]]; then  # the cell of this seed's encoder, linked under the sP name
     local concrete=${variant/-sP/$([ "$seed" = 0 ] || echo "-s$seed")}
@@ -113,6 +115,7 @@ policy() {  # VARIANT = ENCODER[-multi]-frozen|finetune[-std]: the policy on tha
     return
   fi
   if [[ $base == *-std ]]; then base=${base%-std}; extra=(--standardize-features); fi
+  if [[ $base == *-fulllr ]]; then base=${base%-fulllr}; extra=(--encoder-lr 1e-4); fi
   local mode=${base##*-} name=${base%-*} scope=$task
   if [[ $name == *-multi ]]; then name=${name%-multi}; scope=multi; fi
   if [[ $mode == frozen && ${CACHE_FEATURES:-1} == 1 ]]; then extra+=(--cache-features); fi
@@ -125,7 +128,7 @@ for variant in "$@"; do
   case $variant in
     dp3) NAME=dp3-cpu scripts/baseline.sh "$task" "$seed" ;;
     probe:*) encoder "${variant#probe:}" "$task" > /dev/null ;;
-    *-frozen|*-finetune|*-frozen-std) policy "$variant" ;;
+    *-frozen|*-finetune|*-frozen-std|*-finetune-fulllr) policy "$variant" ;;
     *) echo "unknown variant $variant" >&2; exit 2 ;;
   esac
 done

@@ -238,6 +238,22 @@ def test_random_encoder_baseline_exports_its_initialisation(tmp_path):
         torch.testing.assert_close(tensors[f"encoder.{key}"], value)
 
 
+def test_dp3_from_scratch_starts_from_the_random_encoder_of_its_seed(tmp_path):
+    """docs/results.md compares DP3 from scratch with policies on `random-sN` and its pre-trainings
+    as runs from one start; that holds only while the policy draws its visual encoder first."""
+    from dynarep.training.train_policy import POLICY_KEYS, load_demonstrations, resolve_configs, seeded_policy
+
+    out = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "rand", seed=3, device="cpu"))
+    args = TrainPolicyArgs(data=(FIXTURE,), out=tmp_path / "policy", seed=3, device="cpu")
+    pcfg, tcfg = resolve_configs(args, load_demonstrations(args.data, POLICY_KEYS))
+    exported = {k: v for k, v in load_checkpoint(out)[0].items() if k.startswith("encoder.")}
+    for seed, same in ((tcfg.seed, True), (tcfg.seed + 1, False)):
+        visual = seeded_policy(pcfg, seed).obs_encoder.visual.state_dict()
+        assert len(visual) == len(exported)
+        equal = [torch.equal(exported[f"encoder.{k}"], v) for k, v in visual.items() if v.dim() > 1]
+        assert all(equal) if same else not any(equal), (seed, sum(equal))  # the drawn matrices, not the constant biases
+
+
 def test_ridge_probe_scores_linear_targets_high_and_noise_low():
     import numpy as np
 

@@ -142,12 +142,19 @@ def with_cached_features(policy: Policy, arrays: dict[str, np.ndarray], device: 
     return {**rest, VISUAL_FEATURE: features.cpu().numpy()}
 
 
+def seeded_policy(pcfg: PolicyConfig, seed: int) -> Policy:
+    """The untrained policy of SEED. Its visual encoder is drawn first, so it equals the encoder that
+    `dynarep pretrain --method random --seed SEED` exports, the start of every pre-training of that
+    seed: DP3 from scratch, the random encoder and each method's encoder of one seed share a start."""
+    torch.manual_seed(seed)
+    return build_policy(pcfg)
+
+
 def train_policy(args: TrainPolicyArgs, callbacks: list | None = None) -> Path:
     args.validate()
     demos = load_demonstrations(args.data, POLICY_KEYS)
     pcfg, tcfg = resolve_configs(args, demos)
-    torch.manual_seed(tcfg.seed)
-    policy = build_policy(pcfg)
+    policy = seeded_policy(pcfg, tcfg.seed)
     normalizer = MinMaxNormalizer().fit(demos.arrays)
     if args.encoder is not None:
         encoder, enc_norm = load_encoder(args.encoder)

@@ -168,9 +168,21 @@ def test_policy_loads_the_encoder_frozen_or_finetuned(pretrained, tmp_path):
     policy = load_policy(frozen)
     for key, value in policy.encoder.state_dict().items():
         torch.testing.assert_close(value, tensors[f"encoder.{key}"], msg=f"frozen encoder changed: {key}")
-    tuned = load_policy(train_policy(TrainPolicyArgs(out=tmp_path / "ft", finetune=True, **base)))
+    # at 1e-3 rather than the encoder's default 1e-5, so that 5 steps show in weight_change's 3 decimals below
+    tuned = load_policy(train_policy(TrainPolicyArgs(out=tmp_path / "ft", finetune=True, encoder_lr=1e-3, **base)))
     assert any(not torch.equal(v, tensors[f"encoder.{k}"]) for k, v in tuned.encoder.state_dict().items())
     torch.testing.assert_close(policy.normalizer.state_dict()["point_cloud.scale"], tensors["normalizer.point_cloud.scale"])
+    # scripts/weight_change.py reads the visual encoder out of a policy's run: unmoved when frozen
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "weight_change.py"
+    table = subprocess.run([sys.executable, str(script), "--start", str(pretrained), str(frozen), str(tmp_path / "ft")],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    frozen_row, tuned_row = (line.split(" | ") for line in table.stdout.splitlines()[2:])
+    assert frozen_row[0].endswith(frozen.name) and set(frozen_row[1:-1]) == {"0.000"}, table.stdout
+    assert any(float(cell) > 0 for cell in tuned_row[1:-1]), table.stdout
 
 
 def test_frozen_features_standardised_over_the_training_frames(pretrained, tmp_path):
@@ -438,10 +450,11 @@ def test_random_encoder_with_weight_noise_moves_each_tensor_by_that_fraction(tmp
 
     start_dir = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "start", seed=3, device="cpu"))
     script = Path(__file__).resolve().parents[1] / "scripts" / "weight_change.py"
-    table = subprocess.run([sys.executable, str(script), "--start", str(start_dir), str(out), str(start_dir)],
-                           capture_output=True, text=True, timeout=120)
+    table = subprocess.run([sys.executable, str(script), "--start", str(start_dir), "--along", str(out), str(out),
+                            str(start_dir)], capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr
     header, _, noisy, same = table.stdout.splitlines()
     cells = dict(zip(header.split(" | ")[1:], noisy.split(" | ")[1:]))
     assert abs(float(cells["mlp.3.weight"]) - 0.05) < 0.01 and "mlp.1.bias" not in cells, table.stdout
+    assert header.endswith(f"cos to {out.parent.name}/{out.name} |") and noisy.endswith("| 1.000 |"), table.stdout
     assert set(same.split(" | ")[1:-1]) == {"0.000"}, table.stdout

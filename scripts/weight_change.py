@@ -50,17 +50,23 @@ def label(directory: Path) -> str:  # ENCODER/TASK, or VARIANT/TASK/SEED for a p
     return "/".join(directory.parts[-3:] if is_policy_run(directory) else directory.parts[-2:])
 
 
-def changes(start: dict[str, torch.Tensor], moved: dict[str, torch.Tensor]) -> dict[str, float]:
+def moved_keys(start: dict[str, torch.Tensor], moved: dict[str, torch.Tensor]) -> list[str]:
+    """The tensors to compare: those that do not start at zero, present in both with one shape."""
     keys = [k for k, w in start.items() if w.norm() > 0]
     if missing := [k for k in keys if k not in moved or moved[k].shape != start[k].shape]:
         sys.exit(f"the encoders differ in {missing[0]}: not the same architecture")
-    out = {k.removeprefix("encoder."): ((moved[k] - start[k]).norm() / start[k].norm()).item() for k in keys}
-    whole = torch.cat([(moved[k] - start[k]).flatten() for k in keys]).norm() / torch.cat([start[k].flatten() for k in keys]).norm()
-    return {"all": whole.item(), **out}
+    return keys
 
 
 def flat_move(start: dict[str, torch.Tensor], moved: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.cat([(moved[k] - w).flatten() for k, w in start.items() if w.norm() > 0])
+    return torch.cat([(moved[k] - start[k]).flatten() for k in moved_keys(start, moved)])
+
+
+def changes(start: dict[str, torch.Tensor], moved: dict[str, torch.Tensor]) -> dict[str, float]:
+    keys = moved_keys(start, moved)
+    out = {k.removeprefix("encoder."): ((moved[k] - start[k]).norm() / start[k].norm()).item() for k in keys}
+    whole = flat_move(start, moved).norm() / torch.cat([start[k].flatten() for k in keys]).norm()
+    return {"all": whole.item(), **out}
 
 
 def main(start: Path, encoders: list[Path], along: Path | None = None) -> None:

@@ -71,12 +71,15 @@ def changes(start: dict[str, torch.Tensor], moved: dict[str, torch.Tensor]) -> d
 
 def main(start: Path, encoders: list[Path], along: Path | None = None) -> None:
     base = encoder_weights(start)
-    rows = [(e, changes(base, encoder_weights(e))) for e in encoders]
-    if along is not None:
-        reference = flat_move(base, encoder_weights(along))
-        for encoder, change in rows:
+    reference = flat_move(base, encoder_weights(along)) if along is not None else None
+    rows = []
+    for encoder in encoders:
+        weights = encoder_weights(encoder)  # read once: a policy run's checkpoint holds the whole UNet too
+        change = changes(base, weights)
+        if reference is not None:
             change[f"cos to {label(along)}"] = torch.nn.functional.cosine_similarity(
-                flat_move(base, encoder_weights(encoder)), reference, dim=0).item()
+                flat_move(base, weights), reference, dim=0).item()
+        rows.append((encoder, change))
     names = list(rows[0][1]) if rows else []
     print("| encoder | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,15 @@ from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_weight_change(*args: Path | str) -> str:
+    """scripts/weight_change.py's table, as a user runs it."""
+    table = subprocess.run([sys.executable, str(SCRIPTS / "weight_change.py"), *map(str, args)],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    return table.stdout
 SMALL = dict(window=5, fdm_width=32, fdm_depth=1, fdm_heads=2)
 
 
@@ -173,16 +184,10 @@ def test_policy_loads_the_encoder_frozen_or_finetuned(pretrained, tmp_path):
     assert any(not torch.equal(v, tensors[f"encoder.{k}"]) for k, v in tuned.encoder.state_dict().items())
     torch.testing.assert_close(policy.normalizer.state_dict()["point_cloud.scale"], tensors["normalizer.point_cloud.scale"])
     # scripts/weight_change.py reads the visual encoder out of a policy's run: unmoved when frozen
-    import subprocess
-    import sys
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "weight_change.py"
-    table = subprocess.run([sys.executable, str(script), "--start", str(pretrained), str(frozen), str(tmp_path / "ft")],
-                           capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0, table.stderr
-    frozen_row, tuned_row = (line.split(" | ") for line in table.stdout.splitlines()[2:])
-    assert frozen_row[0].endswith(frozen.name) and set(frozen_row[1:-1]) == {"0.000"}, table.stdout
-    assert any(float(cell) > 0 for cell in tuned_row[1:-1]), table.stdout
+    table = run_weight_change("--start", pretrained, frozen, tmp_path / "ft")
+    frozen_row, tuned_row = (line.split(" | ") for line in table.splitlines()[2:])
+    assert frozen_row[0].endswith(frozen.name) and set(frozen_row[1:-1]) == {"0.000"}, table
+    assert any(float(cell) > 0 for cell in tuned_row[1:-1]), table
 
 
 def test_frozen_features_standardised_over_the_training_frames(pretrained, tmp_path):
@@ -301,9 +306,6 @@ def test_action_probes_find_the_action_in_the_change_between_frames_not_in_one_f
 
 
 def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "probe.json"
     proc = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(pretrained), "--data",
                            str(FIXTURE), "--out", str(out), "--pca-image", str(tmp_path / "pca.png"), "--val-ratio", "0.5"],
@@ -335,10 +337,8 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
     and at the highest diffusion steps, where the input is almost pure noise, most of the
     prediction's variance comes from that noise."""
     import re
-    import subprocess
-    import sys
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "afro_diagnostics.py"
+    script = SCRIPTS / "afro_diagnostics.py"
     proc = subprocess.run([sys.executable, str(script), str(pretrained), "--windows", "16"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -354,15 +354,13 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
 def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     """scripts/probe_table.py, which makes the probe table of docs/results.md, on a real probed run."""
     import shutil
-    import subprocess
-    import sys
 
     run = tmp_path / "encoders" / "afro-k1" / "fixture"
     shutil.copytree(pretrained, run)
     probe = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(run), "--data", str(FIXTURE),
                             "--out", str(run / "probe.json"), "--val-ratio", "0.5"], capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr[-2000:]
-    script = Path(__file__).resolve().parents[1] / "scripts" / "probe_table.py"
+    script = SCRIPTS / "probe_table.py"
     table = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr[-2000:]
     report = json.loads((run / "probe.json").read_text())
@@ -407,10 +405,8 @@ def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):
     """probe_table.py on a run that was never probed, and afro_diagnostics.py on a directory that is
     not an AFRO run, stop with one line naming the file, not a traceback."""
     import shutil
-    import subprocess
-    import sys
 
-    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    scripts = SCRIPTS
     run = tmp_path / "afro" / "unprobed"
     shutil.copytree(pretrained, run)
     (run / "probe.json").unlink(missing_ok=True)
@@ -445,16 +441,10 @@ def test_random_encoder_with_weight_noise_moves_each_tensor_by_that_fraction(tmp
         change = (tensors[f"encoder.{key}"] - value).norm() / value.norm().clamp_min(1e-12)
         assert change == pytest.approx(0.05, rel=0.3) if value.abs().sum() > 0 else change == 0, (key, change)
     # scripts/weight_change.py reads the same distance off the two exported encoders
-    import subprocess
-    import sys
-
     start_dir = pretrain(PretrainArgs(method="random", data=(FIXTURE,), out=tmp_path / "start", seed=3, device="cpu"))
-    script = Path(__file__).resolve().parents[1] / "scripts" / "weight_change.py"
-    table = subprocess.run([sys.executable, str(script), "--start", str(start_dir), "--along", str(out), str(out),
-                            str(start_dir)], capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0, table.stderr
-    header, _, noisy, same = table.stdout.splitlines()
+    table = run_weight_change("--start", start_dir, "--along", out, out, start_dir)
+    header, _, noisy, same = table.splitlines()
     cells = dict(zip(header.split(" | ")[1:], noisy.split(" | ")[1:]))
-    assert abs(float(cells["mlp.3.weight"]) - 0.05) < 0.01 and "mlp.1.bias" not in cells, table.stdout
-    assert header.endswith(f"cos to {out.parent.name}/{out.name} |") and noisy.endswith("| 1.000 |"), table.stdout
-    assert set(same.split(" | ")[1:-1]) == {"0.000"}, table.stdout
+    assert abs(float(cells["mlp.3.weight"]) - 0.05) < 0.01 and "mlp.1.bias" not in cells, table
+    assert header.endswith(f"cos to {out.parent.name}/{out.name} |") and noisy.endswith("| 1.000 |"), table
+    assert set(same.split(" | ")[1:-1]) == {"0.000"}, table

@@ -53,8 +53,7 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = Path(directory)  # made by atomic_write_via if missing
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write_via(directory / WEIGHTS, lambda p: save_file(clean, str(p)))
     atomic_write_via(directory / META, lambda p: p.write_text(json.dumps(meta, indent=1)))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from support import FIXTURE, dynarep, script
 from torch import nn
 
 from dynarep.errors import ConfigError
@@ -23,16 +22,13 @@ from dynarep.training.export import load_policy
 from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def run_weight_change(*args: Path | str) -> str:
     """scripts/weight_change.py's table, as a user runs it."""
-    table = subprocess.run([sys.executable, str(SCRIPTS / "weight_change.py"), *map(str, args)],
-                           capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0, table.stderr
-    return table.stdout
+    return script("weight_change.py", *args, timeout=120).stdout
+
+
 SMALL = dict(window=5, fdm_width=32, fdm_depth=1, fdm_heads=2)
 
 
@@ -307,10 +303,8 @@ def test_action_probes_find_the_action_in_the_change_between_frames_not_in_one_f
 
 def test_probe_command_reports_scores_and_draws_pca(pretrained, tmp_path):
     out = tmp_path / "probe.json"
-    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(pretrained), "--data",
-                           str(FIXTURE), "--out", str(out), "--pca-image", str(tmp_path / "pca.png"), "--val-ratio", "0.5"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = dynarep("probe", "--encoder", pretrained, "--data", FIXTURE, "--out", out, "--pca-image", tmp_path / "pca.png",
+                   "--val-ratio", "0.5", timeout=300)
     report = json.loads(out.read_text())
     probes = {"robot_state", "object_position", "action", "inverse_dynamics"}  # the fixture has actions
     assert set(report["r2"]) == probes and report["feature_std"]["dims"] == 64
@@ -338,10 +332,7 @@ def test_afro_diagnostics_trace_the_prediction_spread_to_the_noise(pretrained):
     prediction's variance comes from that noise."""
     import re
 
-    script = SCRIPTS / "afro_diagnostics.py"
-    proc = subprocess.run([sys.executable, str(script), str(pretrained), "--windows", "16"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = script("afro_diagnostics.py", pretrained, "--windows", "16", timeout=300)
     for name in ("online features", "teacher targets", "latent actions"):
         assert re.search(name + r".*std [0-9.]+, effective rank\s+[0-9.]+", proc.stdout), proc.stdout
     probes = re.findall(r"(latent action|feature difference)\s+→ (actions taken|end-effector).*R²\s+(-?[0-9.]+)", proc.stdout)
@@ -357,12 +348,8 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
 
     run = tmp_path / "encoders" / "afro-k1" / "fixture"
     shutil.copytree(pretrained, run)
-    probe = subprocess.run([sys.executable, "-m", "dynarep.cli", "probe", "--encoder", str(run), "--data", str(FIXTURE),
-                            "--out", str(run / "probe.json"), "--val-ratio", "0.5"], capture_output=True, text=True, timeout=300)
-    assert probe.returncode == 0, probe.stderr[-2000:]
-    script = SCRIPTS / "probe_table.py"
-    table = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0, table.stderr[-2000:]
+    dynarep("probe", "--encoder", run, "--data", FIXTURE, "--out", run / "probe.json", "--val-ratio", "0.5", timeout=300)
+    table = script("probe_table.py", run, timeout=120)
     report = json.loads((run / "probe.json").read_text())
     row = table.stdout.splitlines()[-1]
     assert row.startswith("| afro-k1/fixture | `--steps 30 window=9 fdm_width=32 fdm_depth=1` |"), row
@@ -372,13 +359,10 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
     stats = report["feature_std"]
     assert f"| {stats['mean']:.3f} | {stats['after_mish_mean']:.3f} |" in row, row
     # the copy committed to the repository (scripts/archive_results.py) gives the same row
-    archive = script.with_name("archive_results.py")
-    copied = subprocess.run([sys.executable, str(archive), str(tmp_path), str(tmp_path / "archived")],
-                            capture_output=True, text=True, timeout=120)
-    assert copied.returncode == 0, copied.stderr[-2000:]
+    script("archive_results.py", tmp_path, tmp_path / "archived", timeout=120)
     archived = tmp_path / "archived" / "encoders" / "afro-k1" / "fixture"
-    again = subprocess.run([sys.executable, str(script), str(archived)], capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout.splitlines()[-1] == row, again.stdout + again.stderr
+    again = script("probe_table.py", archived, timeout=120)
+    assert again.stdout.splitlines()[-1] == row, again.stdout
     # scripts/probe_vs_success.py pairs each probed encoder with its frozen policies' success: this
     # probe's file under three more names, the object R² set in the order of their success
     for name, r2, success in (("afro-k1", 0.5, 0.5), ("b", 0.1, 0.2), ("c", 0.9, 0.9), ("unpaired", 0.5, None)):
@@ -390,9 +374,7 @@ def test_probe_table_reports_what_the_probe_wrote(pretrained, tmp_path):
                 cell = tmp_path / f"{name}-frozen" / "fixture" / f"seed{seed}"
                 cell.mkdir(parents=True)
                 (cell / "eval.json").write_text(json.dumps({"success_rate": success + offset}))
-    ranked = subprocess.run([sys.executable, str(script.with_name("probe_vs_success.py")), str(tmp_path), "fixture"],
-                            capture_output=True, text=True, timeout=120)
-    assert ranked.returncode == 0, ranked.stderr[-2000:]
+    ranked = script("probe_vs_success.py", tmp_path, "fixture", timeout=120)
     lines = ranked.stdout.splitlines()
     assert "fixture: 3 encoders" in lines  # "unpaired" has no frozen policy
     assert any(line.startswith("| c | 0.90 (2) |") for line in lines), ranked.stdout
@@ -406,18 +388,15 @@ def test_report_scripts_name_the_missing_file_in_one_line(pretrained, tmp_path):
     not an AFRO run, stop with one line naming the file, not a traceback."""
     import shutil
 
-    scripts = SCRIPTS
     run = tmp_path / "afro" / "unprobed"
     shutil.copytree(pretrained, run)
     (run / "probe.json").unlink(missing_ok=True)
-    table = subprocess.run([sys.executable, str(scripts / "probe_table.py"), str(run)], capture_output=True, text=True,
-                           timeout=120)
+    table = script("probe_table.py", run, check=False, timeout=120)
     assert table.returncode != 0 and f"{run}/probe.json: not found" in table.stderr, table.stderr
     assert "Traceback" not in table.stderr
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "method": "dynamo3d"}))
-    diag = subprocess.run([sys.executable, str(scripts / "afro_diagnostics.py"), str(run)], capture_output=True, text=True,
-                          timeout=120)
+    diag = script("afro_diagnostics.py", run, check=False, timeout=120)
     assert diag.returncode != 0 and "method is 'dynamo3d'" in diag.stderr and "Traceback" not in diag.stderr, diag.stderr
 
 

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO, run
 
 
 @pytest.mark.slow
 def test_bench_suite_writes_one_record_per_benchmark(tmp_path: Path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--out", str(out), "--episodes", "2", "--collect-steps", "20",
-                           "--steps", "1", "--repeats", "3", "--device", "cpu"], cwd=REPO, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run([sys.executable, "-m", "bench", "--out", out, "--episodes", 2, "--collect-steps", 20, "--steps", 1,
+                "--repeats", 3, "--device", "cpu"], cwd=REPO)
     report = json.loads(out.read_text())
     names = [r["name"] for r in report["results"]]
     onnx = ["inference DP3, onnxruntime (cpu)"] if importlib.util.find_spec("onnxruntime") else []

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from support import DYNAREP, FIXTURE, dynarep
 
 from dynarep.data.store import ZarrDataset
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
 SMALL = ["--image-size", "32", "--point-render-size", "128", "--num-points", "128"]
-
-
-def dynarep(*args: str, check: bool = True, timeout: int = 3000) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", *args], capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dynarep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +68,14 @@ def test_dp3_fixture_loads_and_reports():
     assert "118" in out and "2" in out and "point_cloud" in out
 
 
-def _collect_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "dynarep.cli", "collect", "--task", "button-press", "--episodes", "3",
-            "--seed", "7", "--out", str(out), *SMALL]
+def _collect_args(out: Path) -> list[str]:
+    return ["collect", "--task", "button-press", "--episodes", "3", "--seed", "7", "--out", str(out), *SMALL]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     whole = tmp_path_factory.mktemp("whole") / "whole.zarr"
-    subprocess.run(_collect_cmd(whole), check=True, capture_output=True, timeout=600)
+    dynarep(*_collect_args(whole), timeout=600)
     return whole
 
 
@@ -98,13 +89,13 @@ def _assert_same_dataset(a_path: Path, b_path: Path) -> None:
 
 def test_two_workers_give_the_same_dataset_as_one(uninterrupted, tmp_path):
     out = tmp_path / "w2.zarr"
-    subprocess.run(_collect_cmd(out) + ["--workers", "2"], check=True, capture_output=True, timeout=600)
+    dynarep(*_collect_args(out), "--workers", "2", timeout=600)
     _assert_same_dataset(uninterrupted, out)
 
 
 def test_killed_collection_resumes_to_the_same_dataset(uninterrupted, tmp_path):
     cut = tmp_path / "cut.zarr"
-    proc = subprocess.Popen(_collect_cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*DYNAREP, *_collect_args(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = Path(str(cut) + ".partial") / "attempts" / "button-press"
     deadline = time.time() + 300
     while time.time() < deadline and not list(parts.glob("*.npz")):
@@ -113,7 +104,7 @@ def test_killed_collection_resumes_to_the_same_dataset(uninterrupted, tmp_path):
     proc.wait()
     assert list(parts.glob("*.npz")), "the first episode should have been saved before the kill"
     assert not cut.exists(), "a killed collection must not leave a dataset behind"
-    subprocess.run(_collect_cmd(cut), check=True, capture_output=True, timeout=600)
+    dynarep(*_collect_args(cut), timeout=600)
     _assert_same_dataset(uninterrupted, cut)
 
 
@@ -136,8 +127,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     ],
 )
 def test_bad_input_fails_with_one_clear_line(tmp_path, args, message):
-    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    proc = dynarep(*args, check=False, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
@@ -172,7 +162,7 @@ def test_every_command_has_help():
 def every_task_store(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mt50") / "all.zarr"
     dynarep("collect", "--task", "all", "--episodes", "1", "--out", str(out), "--workers", "2",
-            "--max-steps", "500", "--image-size", "16", "--point-render-size", "128", "--num-points", "64")
+            "--max-steps", "500", "--image-size", "16", "--point-render-size", "128", "--num-points", "64", timeout=3000)
     return out
 
 

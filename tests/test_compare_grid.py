@@ -8,7 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
-GRID = Path(__file__).resolve().parents[1] / "scripts" / "compare_grid.sh"
+from support import SCRIPTS
+
+GRID = SCRIPTS / "compare_grid.sh"
 
 # records each line it runs; line "a" edits the cells file meanwhile, line "f" fails
 CELL = """#!/usr/bin/env bash

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from support import FIXTURE as DP3_FIXTURE
 
 from dynarep.data import ZarrDataset, write_dataset
 from dynarep.data import store as store_module
 from dynarep.data.geometry import quat_to_mat
 from dynarep.errors import DataError
 
-DP3_FIXTURE = Path("/work/shared/fixtures/dp3_metaworld_button-press_2ep.zarr")
 EPISODE_ENDS = [4, 10]
 N_STEPS = 10
 N_POINTS = 8

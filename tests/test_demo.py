@@ -6,30 +6,21 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import dynarep
 
 from dynarep.evaluation.report import success_rows, success_table
 from dynarep.runtime import JEMALLOC_CONF, find_jemalloc
 
-DR = [sys.executable, "-m", "dynarep.cli"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*DR, *args], capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dynarep {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "quick"
-    run("demo", "--quick", "--out", str(out))
+    dynarep("demo", "--quick", "--out", str(out))
     return out
 
 
@@ -83,18 +74,18 @@ def test_demo_report_tables_match_the_outputs(demo_dir: Path):
 
 def test_demo_resumes_and_refuses_other_settings(demo_dir: Path):
     before = {p: p.stat().st_mtime for p in demo_dir.glob("policies/*/seed0/eval.json")}
-    proc = run("demo", "--quick", "--out", str(demo_dir))
+    proc = dynarep("demo", "--quick", "--out", str(demo_dir))
     assert proc.stderr.count("done already, skipped") == 7
     assert {p: p.stat().st_mtime for p in before} == before
-    proc = run("demo", "--quick", "--task", "button-press", "--out", str(demo_dir), check=False)
+    proc = dynarep("demo", "--quick", "--task", "button-press", "--out", str(demo_dir), check=False)
     assert proc.returncode == 2
     assert "other settings (task differ)" in proc.stderr
 
 
 def test_report_refuses_a_directory_without_results(tmp_path: Path):
-    proc = run("report", str(tmp_path), check=False)
+    proc = dynarep("report", str(tmp_path), check=False)
     assert proc.returncode == 2 and "found no train, pretrain, eval or probe outputs" in proc.stderr
-    proc = run("report", str(tmp_path / "missing"), check=False)
+    proc = dynarep("report", str(tmp_path / "missing"), check=False)
     assert proc.returncode == 2 and "not a directory" in proc.stderr
 
 

@@ -3,41 +3,34 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support import FIXTURE, dynarep, run, script
 
 from dynarep.errors import ConfigError
 from dynarep.evaluation.paired import paired_difference
 from dynarep.evaluation.rollout import bootstrap_ci
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", *args], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval")
     data = root / "bp.zarr"
-    run("collect", "--task", "button-press", "--episodes", "2", "--out", str(data),
+    dynarep("collect", "--task", "button-press", "--episodes", "2", "--out", str(data),
         "--image-size", "32", "--point-render-size", "128", "--num-points", "128")
-    run("train", "--data", str(data), "--out", str(root / "policy"), "--steps", "10", "--down-dims", "16", "32",
+    dynarep("train", "--data", str(data), "--out", str(root / "policy"), "--steps", "10", "--down-dims", "16", "32",
         "--batch-size", "8", "--device", "cpu")
     return root / "policy"
 
 
 def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     out = tmp_path / "result.json"
-    proc = run("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", "0", "1", "--max-steps", "24",
+    proc = dynarep("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", "0", "1", "--max-steps", "24",
                "--out", str(out), "--gifs", "1")
     r = json.loads(out.read_text())
     assert r["task"] == "button-press" and r["episodes"] == 4 and r["seeds"] == [0, 1]
@@ -70,43 +63,35 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
         for seed in (0, 1):
             cell = tmp_path / name / "button-press" / f"seed{seed}"
             shutil.copytree(tiny_policy / "policy", cell / "policy")
-            run("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", str(seed), "--max-steps", "16",
+            dynarep("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", str(seed), "--max-steps", "16",
                 "--out", str(cell / "eval.json"))
     (tmp_path / "other" / "drawer-open").mkdir()
-    script = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
-    table = subprocess.run([sys.executable, str(script), "--task", "button-press", str(tmp_path / "dp3"),
-                            str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
-    assert table.returncode == 0, table.stderr
+    table = script("results_table.py", "--task", "button-press", tmp_path / "dp3", tmp_path / "other")
     rows = [r for r in table.stdout.splitlines() if r.startswith("| dp3") or r.startswith("| other")]
     reports = [json.loads((tmp_path / "dp3" / "button-press" / f"seed{k}" / "eval.json").read_text()) for k in (0, 1)]
     pooled = sum(o["success"] for r in reports for o in r["outcomes"]) / 4
     assert len(rows) == 2 and f"| button-press | easy | 2 | 4 | **{pooled:.2f}**" in rows[0], table.stdout
-    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
+    missing = script("results_table.py", tmp_path / "none", check=False)
     assert missing.returncode != 0 and "not a directory of runs" in missing.stderr
     # the same policy on the same configurations: paired difference exactly zero, seeds 0 and 1 paired
-    versus = subprocess.run([sys.executable, str(script), "--task", "button-press", "--versus", str(tmp_path / "dp3"),
-                             str(tmp_path / "dp3"), str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
-    assert versus.returncode == 0, versus.stderr
+    versus = script("results_table.py", "--task", "button-press", "--versus", tmp_path / "dp3", tmp_path / "dp3",
+                    tmp_path / "other")
     dp3_row, other_row = (r for r in versus.stdout.splitlines() if r.startswith(("| dp3", "| other")))
     assert dp3_row.endswith("| – |") and other_row.endswith("| +0.00 [+0.00, +0.00] (0,1) |"), versus.stdout
     # several tasks: grouped by task in the order asked, then by policy (a copy stands in for a second task)
     for name in ("dp3", "other"):
         shutil.copytree(tmp_path / name / "button-press" / "seed0", tmp_path / name / "door-open" / "seed0")
-    grouped = subprocess.run([sys.executable, str(script), "--task", "door-open", "--task", "button-press", str(tmp_path / "dp3"),
-                              str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
-    assert grouped.returncode == 0, grouped.stderr
+    grouped = script("results_table.py", "--task", "door-open", "--task", "button-press", tmp_path / "dp3",
+                     tmp_path / "other")
     order = [tuple(c.strip() for c in r.split("|")[1:3]) for r in grouped.stdout.splitlines()[2:]]
     assert order == [("dp3", "door-open"), ("other", "door-open"), ("dp3", "button-press"), ("other", "button-press")]
     shutil.rmtree(tmp_path / "dp3" / "door-open"), shutil.rmtree(tmp_path / "other" / "door-open")
-    compact = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(tmp_path / "dp3"),
-                              str(tmp_path / "dp3"), str(tmp_path / "other")], capture_output=True, text=True, timeout=120)
-    assert compact.returncode == 0, compact.stderr
+    compact = script("results_table.py", "--matrix", "--versus", tmp_path / "dp3", tmp_path / "dp3", tmp_path / "other")
     header, _, dp3_row, other_row = compact.stdout.splitlines()
     assert header == "| policy | button-press (easy) |"  # drawer-open has no evaluation: no column
     assert dp3_row == f"| dp3 | **{pooled:.2f}** ×2 |"
     assert other_row == f"| other | **{pooled:.2f}** ×2; Δ +0.00 [+0.00, +0.00] (0,1) |"
     # the archive committed to the repository (scripts/archive_results.py) gives the same table
-    archive = Path(__file__).resolve().parents[1] / "scripts" / "archive_results.py"
     (tmp_path / "dp3" / "button-press" / "seed2").mkdir()  # a cell without its eval.json: not archived
     (tmp_path / "dp3" / "button-press" / "seed2" / "config.json").write_text("{}")
     # a row made of other rows' cells, linked as scripts/compare.sh links its sP rows: archived as links
@@ -114,17 +99,14 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
     for seed, source in ((0, "dp3"), (1, "other")):
         (tmp_path / "view" / "button-press" / f"seed{seed}").symlink_to(f"../../{source}/button-press/seed{seed}")
     rows = [tmp_path / "dp3", tmp_path / "other", tmp_path / "view"]
-    compact = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(rows[0]), *map(str, rows)],
-                             capture_output=True, text=True, timeout=120)
+    compact = script("results_table.py", "--matrix", "--versus", rows[0], *rows)
     assert compact.stdout.splitlines()[-1] == f"| view | **{pooled:.2f}** ×2; Δ +0.00 [+0.00, +0.00] (0,1) |"
-    copied = subprocess.run([sys.executable, str(archive), str(tmp_path), str(tmp_path / "archived")],
-                            capture_output=True, text=True, timeout=120)
-    assert copied.returncode == 0 and copied.stdout.startswith("8 files"), copied.stdout + copied.stderr
+    copied = script("archive_results.py", tmp_path, tmp_path / "archived")
+    assert copied.stdout.startswith("8 files"), copied.stdout
     assert (tmp_path / "archived" / "view" / "button-press" / "seed1").is_symlink()
     archived = [tmp_path / "archived" / r.name for r in rows]
-    again = subprocess.run([sys.executable, str(script), "--matrix", "--versus", str(archived[0]), *map(str, archived)],
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout == compact.stdout, again.stdout + again.stderr
+    again = script("results_table.py", "--matrix", "--versus", archived[0], *archived)
+    assert again.stdout == compact.stdout, again.stdout
 
 
 def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
@@ -160,8 +142,8 @@ def test_policy_sees_the_last_consecutive_steps_as_in_training(tiny_policy):
 
 def test_evaluation_workers_give_the_same_outcomes(tiny_policy, tmp_path):
     common = ["eval", "--policy", str(tiny_policy), "--episodes", "3", "--seeds", "0", "--max-steps", "16"]
-    run(*common, "--out", str(tmp_path / "one.json"))
-    run(*common, "--workers", "2", "--out", str(tmp_path / "two.json"))
+    dynarep(*common, "--out", str(tmp_path / "one.json"))
+    dynarep(*common, "--workers", "2", "--out", str(tmp_path / "two.json"))
     one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     keys = ("env_seed", "success", "length", "final_state")  # the final state depends on every action taken
     assert len({tuple(o["final_state"]) for o in one["outcomes"]}) == 3
@@ -189,7 +171,7 @@ def test_onnxruntime_denoiser_matches_torch(tiny_policy):
 
 def test_eval_with_onnxruntime_runs_real_episodes(tiny_policy, tmp_path):
     out = tmp_path / "fast.json"
-    run("eval", "--policy", str(tiny_policy), "--episodes", "2", "--max-steps", "16", "--backend", "onnxruntime",
+    dynarep("eval", "--policy", str(tiny_policy), "--episodes", "2", "--max-steps", "16", "--backend", "onnxruntime",
         "--workers", "2", "--out", str(out))
     r = json.loads(out.read_text())
     assert r["inference_backend"] == "onnxruntime" and r["episodes"] == 2
@@ -203,15 +185,14 @@ def test_unknown_or_misplaced_backend_is_refused(tiny_policy):
         check_backend("tensorrt", "cpu")
     with pytest.raises(ConfigError, match="CPU only.*cuda"):
         check_backend("onnxruntime", "cuda:0")
-    proc = subprocess.run([sys.executable, "-m", "dynarep.cli", "eval", "--policy", str(tiny_policy), "--episodes", "1",
-                           "--backend", "tvm"], capture_output=True, text=True, timeout=300)
+    proc = dynarep("eval", "--policy", tiny_policy, "--episodes", "1", "--backend", "tvm", check=False, timeout=300)
     assert proc.returncode == 2 and "tvm" in proc.stderr
 
 
 def test_dp3_protocol_is_reported_beside_ours(tiny_policy, tmp_path):
     data = json.loads((tiny_policy / "config.json").read_text())["data"][0]["path"]
     out = tmp_path / "periodic"
-    proc = run("train", "--data", data, "--out", str(out), "--steps", "6", "--down-dims", "16", "32", "--batch-size", "8",
+    proc = dynarep("train", "--data", data, "--out", str(out), "--steps", "6", "--down-dims", "16", "32", "--batch-size", "8",
                "--device", "cpu", "--eval-every", "3", "--eval-episodes", "2", "--eval-max-steps", "16")
     summary = json.loads((out / "eval_dp3_protocol.json").read_text())
     assert [h["step"] for h in summary["history"]] == [3, 6] and "overstates" in summary["protocol"]
@@ -276,8 +257,7 @@ def test_two_process_ddp_on_cpu(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "dynarep.cli", "train",
            "--data", str(FIXTURE), "--out", str(out), "--steps", "6", "--down-dims", "16", "32", "--batch-size", "4",
            "--device", "cpu", "--val-ratio", "0"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run(cmd)
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[0]["world_size"] == 2 and "MULTI_CPU" in log[0]["distributed"]
     assert np.isfinite(log[-1]["loss"]) and (out / "policy" / "model.safetensors").exists()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from support import FIXTURE
 
 from dynarep.objectives.pointmae import PointMAE, PointMAEConfig, chamfer, farthest_point_centres, group_patches
 from dynarep.training.checkpoint import load_checkpoint
@@ -14,7 +14,6 @@ from dynarep.training.export import load_policy
 from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
 
 
 def test_farthest_point_sampling_picks_the_spread_out_points():

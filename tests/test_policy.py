@@ -6,13 +6,13 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support import DYNAREP, FIXTURE, dynarep
 from torch import nn
 
 from dynarep.models.encoders import EncoderConfig, PointNetEncoder, build_encoder
@@ -22,7 +22,6 @@ from dynarep.training.checkpoint import CheckpointError, load_checkpoint
 from dynarep.training.export import load_encoder, load_policy
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "dp3_metaworld_button-press_2ep.zarr"
 TINY = dict(down_dims=(16, 32), batch_size=8)
 
 
@@ -89,16 +88,15 @@ def test_checkpoint_reloads_to_identical_predictions(trained):
     torch.testing.assert_close(pa, pb, rtol=0, atol=0)
 
 
-def _run_train(out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "dynarep.cli", "train", "--data", str(FIXTURE), "--out", str(out), "--steps", str(steps),
-            "--down-dims", "16", "32", "--batch-size", "8", "--val-ratio", "0.5", "--device", "cpu", "--seed", "1",
-            "--checkpoint-every", "5"]
+def _train_args(out: Path, steps: int) -> list:
+    return ["train", "--data", FIXTURE, "--out", out, "--steps", steps, "--down-dims", 16, 32, "--batch-size", 8,
+            "--val-ratio", 0.5, "--device", "cpu", "--seed", 1, "--checkpoint-every", 5]
 
 
 def test_resumed_run_continues_exactly(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    subprocess.run(_run_train(whole, 30), check=True, capture_output=True, timeout=600)
-    proc = subprocess.Popen(_run_train(cut, 30), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dynarep(*_train_args(whole, 30), timeout=600)
+    proc = subprocess.Popen([*DYNAREP, *map(str, _train_args(cut, 30))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = cut / "checkpoints" / "latest" / "checkpoint.json"
     deadline = time.time() + 300
     while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["step"] >= 10):
@@ -107,7 +105,7 @@ def test_resumed_run_continues_exactly(tmp_path):
     proc.wait()
     killed_at = json.loads(state.read_text())["step"]
     assert 10 <= killed_at < 30, killed_at
-    subprocess.run(_run_train(cut, 30), check=True, capture_output=True, timeout=600)
+    dynarep(*_train_args(cut, 30), timeout=600)
     assert '"event": "resumed"' in (cut / "log.jsonl").read_text()
     wa, _ = load_checkpoint(whole / "policy")
     wb, _ = load_checkpoint(cut / "policy")

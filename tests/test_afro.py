@@ -23,7 +23,6 @@ from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 
-
 def run_weight_change(*args: Path | str) -> str:
     """scripts/weight_change.py's table, as a user runs it."""
     return script("weight_change.py", *args, timeout=120).stdout

@@ -16,22 +16,21 @@ from dynarep.evaluation.paired import paired_difference
 from dynarep.evaluation.rollout import bootstrap_ci
 
 
-
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval")
     data = root / "bp.zarr"
     dynarep("collect", "--task", "button-press", "--episodes", "2", "--out", str(data),
-        "--image-size", "32", "--point-render-size", "128", "--num-points", "128")
+            "--image-size", "32", "--point-render-size", "128", "--num-points", "128")
     dynarep("train", "--data", str(data), "--out", str(root / "policy"), "--steps", "10", "--down-dims", "16", "32",
-        "--batch-size", "8", "--device", "cpu")
+            "--batch-size", "8", "--device", "cpu")
     return root / "policy"
 
 
 def test_eval_runs_real_episodes_and_reports(tiny_policy, tmp_path):
     out = tmp_path / "result.json"
     proc = dynarep("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", "0", "1", "--max-steps", "24",
-               "--out", str(out), "--gifs", "1")
+                   "--out", str(out), "--gifs", "1")
     r = json.loads(out.read_text())
     assert r["task"] == "button-press" and r["episodes"] == 4 and r["seeds"] == [0, 1]
     assert "final checkpoint" in r["protocol"] and len(r["ci95"]) == 2 and 0 <= r["success_rate"] <= 1
@@ -64,7 +63,7 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
             cell = tmp_path / name / "button-press" / f"seed{seed}"
             shutil.copytree(tiny_policy / "policy", cell / "policy")
             dynarep("eval", "--policy", str(tiny_policy), "--episodes", "2", "--seeds", str(seed), "--max-steps", "16",
-                "--out", str(cell / "eval.json"))
+                    "--out", str(cell / "eval.json"))
     (tmp_path / "other" / "drawer-open").mkdir()
     table = script("results_table.py", "--task", "button-press", tmp_path / "dp3", tmp_path / "other")
     rows = [r for r in table.stdout.splitlines() if r.startswith("| dp3") or r.startswith("| other")]

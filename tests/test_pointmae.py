@@ -15,7 +15,6 @@ from dynarep.training.pretrain import PretrainArgs, pretrain
 from dynarep.training.train_policy import TrainPolicyArgs, train_policy
 
 
-
 def test_farthest_point_sampling_picks_the_spread_out_points():
     # a line of points 0..9 plus one far outlier: from point 0 the farthest is the outlier, then 9
     line = torch.tensor([[float(i), 0.0, 0.0] for i in range(10)] + [[0.0, 50.0, 0.0]])[None]

@@ -11,7 +11,8 @@ With `--versus DIR`, a column with the success difference to that policy on the 
 (paired by seed and configuration, hierarchical bootstrap over seeds then episodes; see
 `dynarep.evaluation.paired`), and the seeds both share. `--matrix` prints the same as one
 compact row per policy directory and one column per task that at least two of them ran: success,
-number of seeds (×k), Δ.
+number of seeds (×k), Δ; with two tasks or more, a last column averages them, each task weighted
+equally, for the rows that ran every one (Δ: stratified by task, `mean_paired_difference_over_tasks`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynarep.evaluation.paired import paired_difference_if_any
+from dynarep.evaluation.paired import mean_paired_difference_over_tasks, paired_difference_if_any
 from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
 from dynarep.training.checkpoint import read_meta
@@ -61,8 +62,9 @@ def matrix(roots: list[Path], versus: Path | None = None) -> None:
     counts = Counter(t for c in cells.values() for t in c)
     tasks = sorted((t for t, n in counts.items() if n >= min(2, len(roots))),
                    key=lambda t: (order.index(DIFFICULTY.get(t, "very_hard")), t))
-    print("| policy | " + " | ".join(f"{t} ({DIFFICULTY.get(t, '?')})" for t in tasks) + " |")
-    print("|---" * (len(tasks) + 1) + "|")
+    mean_column = [f"mean of {len(tasks)} tasks"] if len(tasks) >= 2 else []
+    print("| policy | " + " | ".join([f"{t} ({DIFFICULTY.get(t, '?')})" for t in tasks] + mean_column) + " |")
+    print("|---" * (len(tasks) + 1 + len(mean_column)) + "|")
     for root in roots:
         row = []
         for t in tasks:
@@ -75,7 +77,25 @@ def matrix(roots: list[Path], versus: Path | None = None) -> None:
             if versus is not None and versus.resolve() != root.resolve():
                 cell += "; Δ" + difference_cell(root / t, versus).rstrip(" |")
             row.append(cell)
+        if mean_column:
+            row.append(mean_over_tasks_cell(root, tasks, cells, versus))
         print(f"| {root.name} | " + " | ".join(row) + " |")
+
+
+def mean_over_tasks_cell(root: Path, tasks: list[str], cells: dict, versus: Path | None) -> str:
+    """Success averaged over TASKS (equal weights) and, with VERSUS, the paired Δ averaged likewise;
+    empty unless ROOT ran every task (a mean over other tasks would not compare)."""
+    if any(t not in cells[root] for t in tasks):
+        return ""
+    outcomes = {t: [o for r in reports_of(root / t) for o in r["outcomes"]] for t in tasks}
+    cell = f"**{np.mean([np.mean([o['success'] for o in outcomes[t]]) for t in tasks]):.2f}**"
+    if versus is None or versus.resolve() == root.resolve():
+        return cell
+    theirs = {t: [o for r in reports_of(versus / t) for o in r["outcomes"]] for t in tasks}
+    if not all(theirs.values()):
+        return cell
+    d = mean_paired_difference_over_tasks([(outcomes[t], theirs[t]) for t in tasks])
+    return cell + f"; Δ {d} ({','.join(map(str, d.seeds))})"
 
 
 def table_rows(root: Path, policy_column: bool, task: str | None = None, versus: Path | None = None) -> list[str]:

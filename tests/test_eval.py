@@ -12,7 +12,7 @@ import torch
 from support import FIXTURE, dynarep, run, script
 
 from dynarep.errors import ConfigError
-from dynarep.evaluation.paired import paired_difference
+from dynarep.evaluation.paired import mean_paired_difference_over_tasks, paired_difference
 from dynarep.evaluation.rollout import bootstrap_ci
 
 
@@ -84,6 +84,17 @@ def test_results_table_pools_seeds_and_filters_by_task(tiny_policy, tmp_path):
                      tmp_path / "other")
     order = [tuple(c.strip() for c in r.split("|")[1:3]) for r in grouped.stdout.splitlines()[2:]]
     assert order == [("dp3", "door-open"), ("other", "door-open"), ("dp3", "button-press"), ("other", "button-press")]
+    # two tasks: the matrix adds their mean for the rows that ran both (the third row ran one)
+    shutil.copytree(tmp_path / "dp3" / "door-open", tmp_path / "one" / "door-open")
+    both = script("results_table.py", "--matrix", "--versus", tmp_path / "dp3", tmp_path / "dp3", tmp_path / "other",
+                  tmp_path / "one")
+    header, _, dp3_row, other_row, one_row = both.stdout.splitlines()
+    assert header.endswith("| door-open (easy) | mean of 2 tasks |"), both.stdout
+    door = np.mean([o["success"] for o in reports[0]["outcomes"]])
+    assert dp3_row.endswith(f"| **{(pooled + door) / 2:.2f}** |"), dp3_row
+    assert other_row.endswith(f"| **{(pooled + door) / 2:.2f}**; Δ +0.00 [+0.00, +0.00] (0,1) |"), other_row
+    assert one_row.endswith("|  |"), one_row
+    shutil.rmtree(tmp_path / "one")
     shutil.rmtree(tmp_path / "dp3" / "door-open"), shutil.rmtree(tmp_path / "other" / "door-open")
     compact = script("results_table.py", "--matrix", "--versus", tmp_path / "dp3", tmp_path / "dp3", tmp_path / "other")
     header, _, dp3_row, other_row = compact.stdout.splitlines()
@@ -249,6 +260,22 @@ def test_paired_difference_pairs_only_shared_configurations():
         paired_difference(a, outcomes({0: [1, 0, 1]}, env_offset=500))
     with pytest.raises(ConfigError, match="lacks \\['env_seed'\\]"):
         paired_difference([{"seed": 0, "success": True}], b)
+
+
+def test_mean_over_tasks_weights_each_task_equally_and_resamples_within_tasks():
+    """Task 1 favours A on its 10 pairs, task 2 (40 pairs) is a tie: the mean over tasks is 0.5, not
+    the pooled 0.2, and with no spread inside either task the interval is that point. A task whose
+    seeds disagree widens it; a task without shared configurations is refused by its index."""
+    favours_a = (outcomes({0: [1] * 10}), outcomes({0: [0] * 10}))
+    tie = (outcomes({0: [1] * 20, 1: [0] * 20}), outcomes({0: [1] * 20, 1: [0] * 20}))
+    d = mean_paired_difference_over_tasks([favours_a, tie])
+    assert d.difference == pytest.approx(0.5) and d.ci95 == (0.5, 0.5) and d.pairs == 50 and d.seeds == (0, 1)
+    split = (outcomes({0: [1] * 20, 1: [0] * 20}), outcomes({0: [0] * 20, 1: [1] * 20}))
+    wide = mean_paired_difference_over_tasks([favours_a, split])
+    assert wide.difference == pytest.approx(0.5) and wide.ci95 == (0.0, 1.0)
+    assert mean_paired_difference_over_tasks([favours_a]).difference == paired_difference(*favours_a).difference
+    with pytest.raises(ConfigError, match="task 1 of 2"):
+        mean_paired_difference_over_tasks([favours_a, (favours_a[0], outcomes({0: [1]}, env_offset=500))])
 
 
 def test_two_process_ddp_on_cpu(tmp_path):

@@ -53,6 +53,34 @@ def paired_difference(a: list[dict], b: list[dict], n: int = 10_000, seed: int =
     return _difference_of_pairs(by_seed, n, seed)
 
 
+def mean_paired_difference_over_tasks(tasks: list[tuple[list[dict], list[dict]]], n: int = 10_000,
+                                      seed: int = 0) -> PairedDifference:
+    """The mean over tasks of A − B, each task weighted equally (as papers average success over their
+    tasks), with a 95% interval stratified by task.
+
+    `tasks` holds one (A outcomes, B outcomes) pair per task. The tasks are fixed, not drawn from a
+    population, so each bootstrap draw resamples within every task (its seeds, then their pairs, as
+    `paired_difference`) and averages the tasks' means; resampling the tasks themselves would make the
+    interval about which tasks were chosen. The interval is therefore conditional on these tasks.
+    """
+    if not tasks:
+        raise ConfigError("no task to average over: pass at least one (A outcomes, B outcomes) pair")
+    rng = np.random.default_rng(seed)
+    estimates, draws, pairs, seeds = [], np.zeros(n), 0, set()
+    for i, (a, b) in enumerate(tasks):
+        by_seed = _pairs_by_seed(a, b)
+        if not by_seed:
+            raise ConfigError(f"task {i} of {len(tasks)}: the two evaluations share no (seed, env_seed)")
+        diffs = [by_seed[s] for s in sorted(by_seed)]
+        pooled = np.concatenate(diffs)
+        estimates.append(pooled.mean())
+        draws += _hierarchical_bootstrap_means(diffs, n, rng) / len(tasks)
+        pairs += pooled.size
+        seeds |= set(by_seed)
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return PairedDifference(float(np.mean(estimates)), (float(lo), float(hi)), pairs, tuple(sorted(seeds)))
+
+
 def _difference_of_pairs(by_seed: dict[int, np.ndarray], n: int = 10_000, seed: int = 0) -> PairedDifference:
     seeds = sorted(by_seed)
     diffs = [by_seed[s] for s in seeds]

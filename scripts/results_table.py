@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dynarep.errors import ConfigError
 from dynarep.evaluation.paired import mean_paired_difference_over_tasks, paired_difference_if_any
 from dynarep.evaluation.rollout import bootstrap_ci
 from dynarep.sim.tasks import DIFFICULTY
@@ -92,9 +93,10 @@ def mean_over_tasks_cell(root: Path, tasks: list[str], cells: dict, versus: Path
     if versus is None or versus.resolve() == root.resolve():
         return cell
     theirs = {t: [o for r in reports_of(versus / t) for o in r["outcomes"]] for t in tasks}
-    if not all(theirs.values()):
+    try:
+        d = mean_paired_difference_over_tasks([(outcomes[t], theirs[t]) for t in tasks])
+    except ConfigError:  # a task the two share no configuration of: no Δ, as in that task's own cell
         return cell
-    d = mean_paired_difference_over_tasks([(outcomes[t], theirs[t]) for t in tasks])
     return cell + f"; Δ {d} ({','.join(map(str, d.seeds))})"
 
 

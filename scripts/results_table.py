@@ -67,34 +67,34 @@ def matrix(roots: list[Path], versus: Path | None = None) -> None:
     print("| policy | " + " | ".join([f"{t} ({DIFFICULTY.get(t, '?')})" for t in tasks] + mean_column) + " |")
     print("|---" * (len(tasks) + 1 + len(mean_column)) + "|")
     for root in roots:
-        row = []
+        row, rates = [], []
         for t in tasks:
             if t not in cells[root]:
                 row.append("")
                 continue
             reports = reports_of(root / t)
-            rate = np.mean([o["success"] for r in reports for o in r["outcomes"]])
+            rate = np.mean([o["success"] for o in outcomes_of(root / t)])
+            rates.append(rate)
             cell = f"**{rate:.2f}** ×{len(reports)}"
             if versus is not None and versus.resolve() != root.resolve():
                 cell += "; Δ" + difference_cell(root / t, versus).rstrip(" |")
             row.append(cell)
         if mean_column:
-            row.append(mean_over_tasks_cell(root, tasks, cells, versus))
+            row.append(mean_over_tasks_cell(root, tasks, rates, versus))
         print(f"| {root.name} | " + " | ".join(row) + " |")
 
 
-def mean_over_tasks_cell(root: Path, tasks: list[str], cells: dict, versus: Path | None) -> str:
-    """Success averaged over TASKS (equal weights) and, with VERSUS, the paired Δ averaged likewise;
-    empty unless ROOT ran every task (a mean over other tasks would not compare)."""
-    if any(t not in cells[root] for t in tasks):
+def mean_over_tasks_cell(root: Path, tasks: list[str], rates: list[float], versus: Path | None) -> str:
+    """Success averaged over TASKS (equal weights; RATES: ROOT's success on each task it ran) and, with
+    VERSUS, the paired Δ averaged likewise; empty unless ROOT ran every task (a mean over other tasks
+    would not compare)."""
+    if len(rates) < len(tasks):
         return ""
-    outcomes = {t: [o for r in reports_of(root / t) for o in r["outcomes"]] for t in tasks}
-    cell = f"**{np.mean([np.mean([o['success'] for o in outcomes[t]]) for t in tasks]):.2f}**"
+    cell = f"**{np.mean(rates):.2f}**"
     if versus is None or versus.resolve() == root.resolve():
         return cell
-    theirs = {t: [o for r in reports_of(versus / t) for o in r["outcomes"]] for t in tasks}
     try:
-        d = mean_paired_difference_over_tasks([(outcomes[t], theirs[t]) for t in tasks])
+        d = mean_paired_difference_over_tasks([(outcomes_of(root / t), outcomes_of(versus / t)) for t in tasks])
     except ConfigError:  # a task the two share no configuration of: no Δ, as in that task's own cell
         return cell
     return cell + f"; Δ {d} ({','.join(map(str, d.seeds))})"
@@ -127,9 +127,13 @@ def difference_cell(task_dir: Path, versus: Path) -> str:
     baseline itself, or where the two share no configuration."""
     if task_dir.parent.resolve() == versus.resolve():
         return " – |"
-    d = paired_difference_if_any([o for r in reports_of(task_dir) for o in r["outcomes"]],
-                                 [o for r in reports_of(versus / task_dir.name) for o in r["outcomes"]])
+    d = paired_difference_if_any(outcomes_of(task_dir), outcomes_of(versus / task_dir.name))
     return f" {d} ({','.join(map(str, d.seeds))}) |" if d else " – |"
+
+
+def outcomes_of(task_dir: Path) -> list[dict]:
+    """The episode outcomes of all TASK_DIR's seeds, in one list."""
+    return [o for r in reports_of(task_dir) for o in r["outcomes"]]
 
 
 @functools.cache

@@ -65,29 +65,30 @@ def mean_paired_difference_over_tasks(tasks: list[tuple[list[dict], list[dict]]]
     """
     if not tasks:
         raise ConfigError("no task to average over: pass at least one (A outcomes, B outcomes) pair")
-    rng = np.random.default_rng(seed)
-    estimates, draws, pairs, seeds = [], np.zeros(n), 0, set()
-    for i, (a, b) in enumerate(tasks):
-        by_seed = _pairs_by_seed(a, b)
+    per_task = [_pairs_by_seed(a, b) for a, b in tasks]
+    for i, by_seed in enumerate(per_task):
         if not by_seed:
             raise ConfigError(f"task {i} of {len(tasks)}: the two evaluations share no (seed, env_seed)")
+    return _mean_difference_over_tasks(per_task, n, seed)
+
+
+def _difference_of_pairs(by_seed: dict[int, np.ndarray], n: int = 10_000, seed: int = 0) -> PairedDifference:
+    return _mean_difference_over_tasks([by_seed], n, seed)
+
+
+def _mean_difference_over_tasks(per_task: list[dict[int, np.ndarray]], n: int, seed: int) -> PairedDifference:
+    """Each task's (seed -> pair differences) weighted equally; one task is the plain paired difference."""
+    rng = np.random.default_rng(seed)
+    estimates, draws, pairs, seeds = [], np.zeros(n), 0, set()
+    for by_seed in per_task:
         diffs = [by_seed[s] for s in sorted(by_seed)]
         pooled = np.concatenate(diffs)
         estimates.append(pooled.mean())
-        draws += _hierarchical_bootstrap_means(diffs, n, rng) / len(tasks)
+        draws += _hierarchical_bootstrap_means(diffs, n, rng) / len(per_task)
         pairs += pooled.size
         seeds |= set(by_seed)
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return PairedDifference(float(np.mean(estimates)), (float(lo), float(hi)), pairs, tuple(sorted(seeds)))
-
-
-def _difference_of_pairs(by_seed: dict[int, np.ndarray], n: int = 10_000, seed: int = 0) -> PairedDifference:
-    seeds = sorted(by_seed)
-    diffs = [by_seed[s] for s in seeds]
-    means = _hierarchical_bootstrap_means(diffs, n, np.random.default_rng(seed))
-    pooled = np.concatenate(diffs)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return PairedDifference(float(pooled.mean()), (float(lo), float(hi)), int(pooled.size), tuple(seeds))
 
 
 def _hierarchical_bootstrap_means(diffs: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
